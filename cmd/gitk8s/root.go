@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitk8s/gitk8s/internal/cluster"
+)
+
+// Exit codes shared by the commands, as kubectl diff uses them.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the command ran and found failures, changes or violations
+	exitError  = 2 // the command could not do its job: bad input, unreachable cluster, bad flags
+)
+
+// codeError carries an exit code through cobra.
+type codeError struct {
+	code int
+	err  error
+}
+
+func (e *codeError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+
+func (e *codeError) Unwrap() error { return e.err }
+
+// failWith wraps err so that run exits with code. A nil err still exits
+// with code but prints nothing more.
+func failWith(code int, err error) error { return &codeError{code: code, err: err} }
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	kubeconfig string
+	contexts   []string
+	qps        float32
+	burst      int
+}
+
+func (g *globalOptions) targets() ([]*cluster.Target, error) {
+	opts := cluster.DefaultOptions()
+	opts.Kubeconfig = g.kubeconfig
+	if g.qps > 0 {
+		opts.QPS, opts.Burst = g.qps, g.burst
+	}
+	contexts := g.contexts
+	if len(contexts) == 0 {
+		contexts = []string{""} // the kubeconfig's current context
+	}
+	var targets []*cluster.Target
+	for _, c := range contexts {
+		t, err := cluster.FromKubeconfig(opts, c)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+	}
+	return targets, nil
+}
+
+// run executes the command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:           "gitk8s",
+		Short:         "Render, diff and apply Kubernetes manifests from Git",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
+	root.PersistentFlags().StringArrayVar(&g.contexts, "context", nil, "kubeconfig context to use; repeat for several clusters (default: the current context)")
+	root.PersistentFlags().Float32Var(&g.qps, "qps", 0, "client-side requests per second per cluster (default 100)")
+	root.PersistentFlags().IntVar(&g.burst, "burst", 200, "client-side request burst per cluster")
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(args)
+	root.AddCommand(
+		newRenderCommand(stdout),
+		newApplyCommand(g, stdout, stderr),
+		newVersionCommand(stdout),
+	)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		if ce.err != nil {
+			fmt.Fprintln(stderr, "error:", ce.err)
+		}
+		return ce.code
+	}
+	fmt.Fprintln(stderr, "error:", err)
+	return exitError
+}

@@ -1,0 +1,124 @@
+package cluster
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Target is one cluster gitk8s talks to.
+type Target struct {
+	// Name is the kubeconfig context, or the name given in configuration.
+	Name string
+	// Server is the API server's URL.
+	Server string
+	// Namespace is where namespaced objects without a namespace go: the
+	// context's namespace, or "default".
+	Namespace string
+	// Config is the REST configuration, rate limits included.
+	Config *rest.Config
+	// Dynamic reads and writes objects of any kind.
+	Dynamic dynamic.Interface
+	// Discovery is cached for the life of the Target; Mapper reads it.
+	Discovery discovery.CachedDiscoveryInterface
+	// Mapper maps kinds to resources. Call Mapper.Reset after CRDs change.
+	Mapper meta.ResettableRESTMapper
+}
+
+// Options say how to reach clusters.
+type Options struct {
+	// Kubeconfig is an explicit kubeconfig path; empty means $KUBECONFIG or
+	// ~/.kube/config, as kubectl does.
+	Kubeconfig string
+	// QPS and Burst limit requests per cluster on the client side. A real
+	// API server's default priority-and-fairness budget for one client is
+	// comfortably above the defaults here.
+	QPS   float32
+	Burst int
+	// Timeout bounds every single request.
+	Timeout time.Duration
+}
+
+// DefaultOptions are the limits gitk8s uses unless told otherwise.
+func DefaultOptions() Options {
+	return Options{QPS: 100, Burst: 200, Timeout: 30 * time.Second}
+}
+
+// FromKubeconfig makes a Target for one kubeconfig context; an empty
+// context means the kubeconfig's current context.
+func FromKubeconfig(opts Options, context string) (*Target, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = opts.Kubeconfig
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
+	raw, err := loader.RawConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	name := context
+	if name == "" {
+		name = raw.CurrentContext
+	}
+	if _, ok := raw.Contexts[name]; !ok {
+		return nil, fmt.Errorf("kubeconfig has no context %q (contexts: %v); pick one with --context", name, contextNames(raw.Contexts))
+	}
+	cfg, err := loader.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("context %s: %w", name, err)
+	}
+	ns, _, err := loader.Namespace()
+	if err != nil {
+		return nil, fmt.Errorf("context %s: %w", name, err)
+	}
+	return New(name, ns, cfg, opts)
+}
+
+// New makes a Target from a REST configuration.
+func New(name, namespace string, cfg *rest.Config, opts Options) (*Target, error) {
+	cfg = rest.CopyConfig(cfg)
+	if opts.QPS > 0 {
+		cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
+	}
+	if opts.Timeout > 0 {
+		cfg.Timeout = opts.Timeout
+	}
+	cfg.UserAgent = "gitk8s"
+	if namespace == "" {
+		namespace = "default"
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("context %s: %w", name, err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("context %s: %w", name, err)
+	}
+	cached := memory.NewMemCacheClient(dc)
+	return &Target{
+		Name:      name,
+		Server:    cfg.Host,
+		Namespace: namespace,
+		Config:    cfg,
+		Dynamic:   dyn,
+		Discovery: cached,
+		Mapper:    restmapper.NewDeferredDiscoveryRESTMapper(cached),
+	}, nil
+}
+
+func contextNames(m map[string]*clientcmdapi.Context) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,201 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"sigs.k8s.io/yaml"
+)
+
+// document is one YAML document of a file and the line it starts on.
+type document struct {
+	line int
+	data []byte
+}
+
+// splitDocuments cuts a YAML stream at its `---` separators, remembering
+// where each document starts so errors can name the line in the file.
+func splitDocuments(data []byte) []document {
+	var docs []document
+	var cur bytes.Buffer
+	start, lineNo := 1, 0
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), len(data)+1)
+	for sc.Scan() {
+		lineNo++
+		line := sc.Text()
+		if isSeparator(line) {
+			docs = append(docs, document{line: start, data: bytes.Clone(cur.Bytes())})
+			cur.Reset()
+			start = lineNo + 1
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+	}
+	return append(docs, document{line: start, data: cur.Bytes()})
+}
+
+func isSeparator(line string) bool {
+	if !strings.HasPrefix(line, "---") {
+		return false
+	}
+	rest := line[3:]
+	return rest == "" || rest[0] == ' ' || rest[0] == '\t' || rest[0] == '#'
+}
+
+// decodeFile parses every document of one file into objects. Errors are
+// *Error values naming the file and line.
+func decodeFile(file string, data []byte) ([]*Object, error) {
+	var objects []*Object
+	var errs []error
+	for _, doc := range splitDocuments(data) {
+		objs, err := decodeDocument(file, doc)
+		objects = append(objects, objs...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return objects, errors.Join(errs...)
+}
+
+func decodeDocument(file string, doc document) ([]*Object, error) {
+	src := Source{File: file, Line: doc.line}
+	jsonData, err := yaml.YAMLToJSON(doc.data)
+	if err != nil {
+		// Parse again behind as many blank lines as the document is deep in
+		// the file, so that the parser's own line number is the file's.
+		padded := append(bytes.Repeat([]byte("\n"), doc.line-1), doc.data...)
+		if _, perr := yaml.YAMLToJSON(padded); perr != nil {
+			err = perr
+		}
+		return nil, &Error{Source: Source{File: file}, Err: fmt.Errorf("invalid YAML: %w", err)}
+	}
+	jsonData = bytes.TrimSpace(jsonData)
+	if len(jsonData) == 0 || bytes.Equal(jsonData, []byte("null")) {
+		return nil, nil // an empty document, or only comments
+	}
+	var content any
+	if err := utiljson.Unmarshal(jsonData, &content); err != nil {
+		return nil, &Error{Source: src, Err: fmt.Errorf("invalid document: %w", err)}
+	}
+	m, ok := content.(map[string]any)
+	if !ok {
+		return nil, &Error{Source: src, Err: fmt.Errorf("document is a %s, not a Kubernetes object (a mapping with apiVersion, kind and metadata)", jsonType(content))}
+	}
+	u := &unstructured.Unstructured{Object: m}
+	if err := checkObject(u); err != nil {
+		return nil, &Error{Source: src, Object: describe(u), Err: err}
+	}
+	if !u.IsList() {
+		return []*Object{{Object: u, Source: src}}, nil
+	}
+	return expandList(u, src)
+}
+
+// expandList turns a List (kind: List or any *List with items) into its items.
+func expandList(list *unstructured.Unstructured, src Source) ([]*Object, error) {
+	items, _, err := unstructured.NestedSlice(list.Object, "items")
+	if err != nil {
+		return nil, &Error{Source: src, Object: list.GetKind(), Err: fmt.Errorf("items: %w", err)}
+	}
+	var objects []*Object
+	var errs []error
+	for i, item := range items {
+		m, ok := item.(map[string]any)
+		if !ok {
+			errs = append(errs, &Error{Source: src, Object: fmt.Sprintf("%s items[%d]", list.GetKind(), i),
+				Err: fmt.Errorf("item is a %s, not a Kubernetes object", jsonType(item))})
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if err := checkObject(u); err != nil {
+			errs = append(errs, &Error{Source: src, Object: fmt.Sprintf("%s items[%d] %s", list.GetKind(), i, describe(u)), Err: err})
+			continue
+		}
+		if u.IsList() {
+			nested, err := expandList(u, src)
+			objects = append(objects, nested...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		objects = append(objects, &Object{Object: u, Source: src})
+	}
+	return objects, errors.Join(errs...)
+}
+
+// checkObject makes sure the object has what the API needs to address it.
+func checkObject(u *unstructured.Unstructured) error {
+	var missing []string
+	if s, ok := u.Object["apiVersion"].(string); !ok || s == "" {
+		missing = append(missing, "apiVersion")
+	}
+	if s, ok := u.Object["kind"].(string); !ok || s == "" {
+		missing = append(missing, "kind")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s missing: every object needs apiVersion and kind (for example `apiVersion: apps/v1` and `kind: Deployment`)", strings.Join(missing, " and "))
+	}
+	if u.IsList() {
+		return nil
+	}
+	if _, ok := u.Object["metadata"].(map[string]any); !ok {
+		return fmt.Errorf("metadata missing: every object needs metadata.name")
+	}
+	name, found, err := unstructured.NestedString(u.Object, "metadata", "name")
+	if err != nil {
+		return fmt.Errorf("metadata.name must be a string: %w", err)
+	}
+	if !found || name == "" {
+		if g, _, _ := unstructured.NestedString(u.Object, "metadata", "generateName"); g != "" {
+			return fmt.Errorf("metadata.name missing: generateName makes a new object on every apply; set metadata.name")
+		}
+		return fmt.Errorf("metadata.name missing: set a name")
+	}
+	if _, _, err := unstructured.NestedString(u.Object, "metadata", "namespace"); err != nil {
+		return fmt.Errorf("metadata.namespace must be a string: %w", err)
+	}
+	return nil
+}
+
+// describe names an object as far as it can be named.
+func describe(u *unstructured.Unstructured) string {
+	kind, _ := u.Object["kind"].(string)
+	md, _ := u.Object["metadata"].(map[string]any)
+	name, _ := md["name"].(string)
+	ns, _ := md["namespace"].(string)
+	switch {
+	case kind == "" && name == "":
+		return ""
+	case kind == "":
+		kind = "(no kind)"
+	case name == "":
+		return kind
+	}
+	if ns != "" {
+		return kind + "/" + ns + "/" + name
+	}
+	return kind + "/" + name
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case []any:
+		return "list"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case nil:
+		return "null"
+	default:
+		return "number"
+	}
+}

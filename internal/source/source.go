@@ -1,0 +1,151 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// ErrRefNotFound means the repository has no branch, tag or commit by the
+// name asked for.
+var ErrRefNotFound = errors.New("ref not found")
+
+// Snapshot is one revision of a source as a tree on disk.
+type Snapshot struct {
+	// Origin is the source as the user named it.
+	Origin string
+	// Root is the tree on disk; render reads from here.
+	Root string
+	// Path is the folder inside Root to render ("" for Root itself).
+	Path string
+	// Ref is the ref that was resolved ("HEAD", a branch, tag or SHA); empty
+	// for a plain directory.
+	Ref string
+	// Revision is the commit SHA; empty for a plain directory.
+	Revision string
+
+	cleanup func() error
+}
+
+// Close removes whatever Open wrote to disk.
+func (s *Snapshot) Close() error {
+	if s.cleanup == nil {
+		return nil
+	}
+	return s.cleanup()
+}
+
+// Options say which revision and folder to open.
+type Options struct {
+	// Ref is a branch, tag or commit of a Git source; empty means HEAD.
+	Ref string
+	// Path is a folder inside the source.
+	Path string
+}
+
+// Open opens a local directory or a local Git repository. A directory with
+// a .git folder (or a bare repository) is read at opts.Ref; any other
+// directory is read as it is.
+func Open(src string, opts Options) (*Snapshot, error) {
+	info, err := os.Stat(src)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", src, err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("source %s is not a directory", src)
+	}
+	repo, err := git.PlainOpen(src)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		if opts.Ref != "" {
+			return nil, fmt.Errorf("source %s is not a Git repository, so --ref %s has no meaning", src, opts.Ref)
+		}
+		return &Snapshot{Origin: src, Root: src, Path: opts.Path}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("source %s: open Git repository: %w", src, err)
+	}
+	return checkout(src, repo, opts)
+}
+
+// checkout writes the tree of the resolved commit to a new directory.
+func checkout(origin string, repo *git.Repository, opts Options) (*Snapshot, error) {
+	ref := opts.Ref
+	if ref == "" {
+		ref = "HEAD"
+	}
+	hash, err := repo.ResolveRevision(plumbing.Revision(ref))
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w: %q (%v); name a branch, tag or commit that exists", origin, ErrRefNotFound, ref, err)
+	}
+	commit, err := repo.CommitObject(*hash)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: commit %s: %w", origin, hash, err)
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("source %s: tree of %s: %w", origin, hash, err)
+	}
+	dir, err := os.MkdirTemp("", "gitk8s-"+hash.String()[:12]+"-")
+	if err != nil {
+		return nil, err
+	}
+	snap := &Snapshot{Origin: origin, Root: dir, Path: opts.Path, Ref: ref, Revision: hash.String(),
+		cleanup: func() error { return os.RemoveAll(dir) }}
+	if err := writeTree(tree, dir); err != nil {
+		_ = snap.Close()
+		return nil, fmt.Errorf("source %s at %s: %w", origin, hash, err)
+	}
+	return snap, nil
+}
+
+// writeTree writes every file of tree under dir. Symbolic links are kept
+// when they point inside the tree and refused when they leave it.
+func writeTree(tree *object.Tree, dir string) error {
+	return tree.Files().ForEach(func(f *object.File) error {
+		if !fs.ValidPath(f.Name) {
+			return fmt.Errorf("%s: path is not allowed", f.Name)
+		}
+		target := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		switch f.Mode {
+		case filemode.Symlink:
+			link, err := f.Contents()
+			if err != nil {
+				return err
+			}
+			resolved := path.Join(path.Dir(f.Name), link)
+			if path.IsAbs(link) || resolved == ".." || strings.HasPrefix(resolved, "../") {
+				return fmt.Errorf("%s: symbolic link to %s leaves the repository; gitk8s reads only files inside it", f.Name, link)
+			}
+			return os.Symlink(link, target)
+		case filemode.Submodule:
+			return nil // submodules are not fetched
+		}
+		r, err := f.Reader()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, r); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
