@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/cli-utils/pkg/object"
 
 	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/render"
@@ -61,15 +62,39 @@ type item struct {
 	entry *ChangeSetEntry
 	obj   *unstructured.Unstructured // a copy, namespace filled in
 	rank  int
-	// deferred objects wait for a Namespace or CRD of the same bundle.
-	deferred bool
-	// written is set once the object was applied for real.
-	written bool
+	// unmapped objects are of a kind that a CRD of the same bundle defines
+	// and the cluster does not serve yet.
+	unmapped bool
+	// waitsOn are objects of the same bundle that must exist before the API
+	// server can dry-run this one: its Namespace, its CRD, the
+	// ServiceAccount a bare Pod runs as.
+	waitsOn []*item
+	// needsDefaultServiceAccount is set on a bare Pod without a
+	// serviceAccountName in a Namespace this apply creates: admission needs
+	// the "default" ServiceAccount, which a controller creates shortly after
+	// the Namespace.
+	needsDefaultServiceAccount bool
+	// planned is set once the dry-run ran; written once the object was
+	// applied for real (or needed no write).
+	planned, written bool
+}
+
+// blocked reports whether the item still waits for a prerequisite.
+func (it *item) blocked() bool {
+	for _, p := range it.waitsOn {
+		if !p.written || p.entry.Action == Failed {
+			return true
+		}
+	}
+	return false
 }
 
 // Apply plans and applies objects. Per-object failures are entries of the
 // change set; the error is for what stops the whole apply, such as an
-// unreachable cluster. When any object fails to plan, nothing is written.
+// unreachable cluster. When any object fails to plan, nothing more is
+// written: the only objects written before every object is planned are the
+// prerequisites (Namespaces, CRDs, ServiceAccounts of bare Pods) without
+// which the API server cannot dry-run the objects that need them.
 func (m *Manager) Apply(ctx context.Context, objects []*render.Object) (*ChangeSet, error) {
 	if _, err := m.target.Discovery.ServerVersion(); err != nil {
 		return nil, fmt.Errorf("cluster %s (%s) unreachable: %w", m.target.Name, m.target.Server, err)
@@ -79,48 +104,54 @@ func (m *Manager) Apply(ctx context.Context, objects []*render.Object) (*ChangeS
 		return nil, err
 	}
 	cs := changeSetOf(items)
-	ready := filter(items, func(it *item) bool { return !it.deferred && it.entry.Action != Failed })
-	if err := m.plan(ctx, ready); err != nil {
-		return cs, err
-	}
-	deferred := filter(items, func(it *item) bool { return it.deferred && it.entry.Action != Failed })
-	if cs.Failed() {
-		skip(items)
-		return cs, nil
+	for {
+		plannable := filter(items, func(it *item) bool {
+			return !it.planned && it.entry.Action != Failed && !it.blocked()
+		})
+		if err := m.plan(ctx, plannable); err != nil {
+			return cs, err
+		}
+		if cs.Failed() {
+			skip(items)
+			return cs, nil
+		}
+		blocked := filter(items, func(it *item) bool { return !it.planned && it.entry.Action != Failed })
+		if len(blocked) == 0 {
+			break
+		}
+		if m.opts.DryRun {
+			// What waits for a prerequisite that does not exist cannot be
+			// checked by the server; it would be created.
+			for _, it := range blocked {
+				it.entry.Action = Created
+			}
+			return cs, nil
+		}
+		prereqs := prerequisitesOf(blocked)
+		if len(prereqs) == 0 {
+			return cs, fmt.Errorf("cluster %s: %d objects wait for prerequisites that cannot be planned", m.target.Name, len(blocked))
+		}
+		for _, group := range byRank(prereqs) {
+			if err := m.write(ctx, group); err != nil {
+				return cs, err
+			}
+		}
+		if cs.Failed() {
+			skip(items)
+			return cs, nil
+		}
+		if err := m.afterPrerequisites(ctx, blocked); err != nil {
+			return cs, err
+		}
+		if cs.Failed() {
+			skip(items)
+			return cs, nil
+		}
 	}
 	if m.opts.DryRun {
-		// Objects waiting for a Namespace or CRD of this bundle cannot be
-		// checked by the server yet; they would be created.
-		for _, it := range deferred {
-			it.entry.Action = Created
-		}
 		return cs, nil
 	}
-
-	if len(deferred) > 0 {
-		foundation := filter(ready, func(it *item) bool { return phaseOf(it.entry.ID.GroupKind) == phaseFoundation })
-		if err := m.write(ctx, foundation); err != nil {
-			return cs, err
-		}
-		if cs.Failed() {
-			skip(items)
-			return cs, nil
-		}
-		m.target.Mapper.Reset()
-		for _, it := range deferred {
-			m.resolve(it, nil)
-		}
-		if err := m.plan(ctx, filter(deferred, func(it *item) bool { return it.entry.Action != Failed })); err != nil {
-			return cs, err
-		}
-		if cs.Failed() {
-			skip(items)
-			return cs, nil
-		}
-	}
-
-	pending := filter(items, func(it *item) bool { return !it.written })
-	for _, group := range byRank(pending) {
+	for _, group := range byRank(filter(items, func(it *item) bool { return !it.written })) {
 		if err := m.write(ctx, group); err != nil {
 			return cs, err
 		}
@@ -132,9 +163,53 @@ func (m *Manager) Apply(ctx context.Context, objects []*render.Object) (*ChangeS
 	return cs, nil
 }
 
+// prerequisitesOf returns the planned, unwritten objects that blocked
+// objects wait on.
+func prerequisitesOf(blocked []*item) []*item {
+	seen := map[*item]bool{}
+	var out []*item
+	for _, it := range blocked {
+		for _, p := range it.waitsOn {
+			if p.planned && !p.written && !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// afterPrerequisites makes the cluster ready for the blocked objects once
+// their prerequisites are written: new kinds are mapped, and Namespaces
+// that bare Pods need have their default ServiceAccount.
+func (m *Manager) afterPrerequisites(ctx context.Context, blocked []*item) error {
+	remapped := false
+	for _, it := range blocked {
+		if !it.unmapped || it.blocked() {
+			continue
+		}
+		if !remapped {
+			m.target.Mapper.Reset()
+			remapped = true
+		}
+		if err := m.resolve(it, nil); err != nil {
+			return err
+		}
+	}
+	for _, it := range blocked {
+		if !it.needsDefaultServiceAccount || it.blocked() || it.entry.Action == Failed {
+			continue
+		}
+		if err := m.waitDefaultServiceAccount(ctx, it.obj.GetNamespace()); err != nil {
+			m.fail(it, err)
+		}
+	}
+	return nil
+}
+
 // prepare copies the objects, maps each to its resource, fills in the
-// default namespace and marks objects that must wait for a Namespace or CRD
-// of the same bundle.
+// default namespace and links each object to the prerequisites of the same
+// bundle that do not exist in the cluster yet.
 func (m *Manager) prepare(ctx context.Context, objects []*render.Object) ([]*item, error) {
 	crds := bundleCRDs(objects)
 	items := make([]*item, len(objects))
@@ -152,45 +227,94 @@ func (m *Manager) prepare(ctx context.Context, objects []*render.Object) ([]*ite
 
 	// The same object twice, once with its namespace written and once
 	// without, is only visible now that namespaces are filled in.
-	seen := map[string]*item{}
+	byID := map[string]*item{}
 	for _, it := range items {
 		key := it.entry.ID.String()
-		if first, ok := seen[key]; ok && it.entry.Action != Failed {
+		if first, ok := byID[key]; ok && it.entry.Action != Failed {
 			m.fail(it, fmt.Errorf("defined twice, first at %s; keep one definition", first.entry.Source))
 			continue
 		}
-		seen[key] = it
+		byID[key] = it
+	}
+	find := func(gk schema.GroupKind, namespace, name string) *item {
+		return byID[object.ObjMetadata{GroupKind: gk, Namespace: namespace, Name: name}.String()]
 	}
 
-	// Objects in a Namespace that this bundle creates and that does not
-	// exist yet cannot be dry-run before it does.
-	bundleNamespaces := map[string]bool{}
+	// Which prerequisites of the bundle are missing from the cluster.
+	missingNamespaces := map[string]*item{}
+	missingServiceAccounts := map[string]*item{}
 	for _, it := range items {
-		if it.entry.ID.GroupKind == namespaceGK {
-			bundleNamespaces[it.entry.ID.Name] = true
+		if it.entry.Action == Failed {
+			continue
+		}
+		switch it.entry.ID.GroupKind {
+		case namespaceGK:
+			exists, err := m.exists(ctx, it)
+			if err != nil {
+				return nil, err
+			}
+			if !exists {
+				missingNamespaces[it.entry.ID.Name] = it
+			}
+		case podGK:
+			key := it.obj.GetNamespace() + "/" + serviceAccountOf(it.obj)
+			saItem := find(serviceAccountGK, it.obj.GetNamespace(), serviceAccountOf(it.obj))
+			if saItem == nil || missingServiceAccounts[key] != nil {
+				continue
+			}
+			exists, err := m.exists(ctx, saItem)
+			if err != nil {
+				return nil, err
+			}
+			if !exists {
+				missingServiceAccounts[key] = saItem
+			}
 		}
 	}
-	missing := map[string]bool{}
-	for ns := range bundleNamespaces {
-		_, err := m.target.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Get(ctx, ns, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			missing[ns] = true
-		case err != nil:
-			return nil, fmt.Errorf("cluster %s: read Namespace/%s: %w", m.target.Name, ns, err)
-		}
-	}
 	for _, it := range items {
-		if it.entry.Namespaced && missing[it.entry.ID.Namespace] {
-			it.deferred = true
+		if it.entry.Namespaced {
+			if ns := missingNamespaces[it.entry.ID.Namespace]; ns != nil {
+				it.waitsOn = append(it.waitsOn, ns)
+			}
+		}
+		if it.unmapped {
+			gk := it.obj.GroupVersionKind().GroupKind()
+			for _, crd := range items {
+				if crd.entry.ID.GroupKind == crdGK && crdDefines(crd.obj, gk) {
+					it.waitsOn = append(it.waitsOn, crd)
+				}
+			}
+		}
+		if it.entry.ID.GroupKind == podGK {
+			sa := serviceAccountOf(it.obj)
+			if saItem := missingServiceAccounts[it.obj.GetNamespace()+"/"+sa]; saItem != nil {
+				it.waitsOn = append(it.waitsOn, saItem)
+			} else if sa == "default" && missingNamespaces[it.obj.GetNamespace()] != nil {
+				it.needsDefaultServiceAccount = true
+			}
 		}
 	}
 	return items, nil
 }
 
+// exists reports whether the object is in the cluster. Objects whose
+// namespace is missing do not exist.
+func (m *Manager) exists(ctx context.Context, it *item) (bool, error) {
+	_, err := m.resourceFor(it).Get(ctx, it.obj.GetName(), metav1.GetOptions{})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("cluster %s: read %s: %w", m.target.Name, it.entry.Ref, err)
+	}
+}
+
 // resolve maps the item's kind to a resource. With crds (kinds defined by
-// CRDs of the bundle) an unknown kind defined there is deferred; without, an
-// unknown kind fails. Only an unreachable cluster is returned as an error.
+// CRDs of the bundle) an unknown kind defined there waits for its CRD;
+// without, an unknown kind fails. Only an unreachable cluster is returned
+// as an error.
 func (m *Manager) resolve(it *item, crds map[schema.GroupKind]bool) error {
 	gvk := it.obj.GroupVersionKind()
 	mapping, err := m.target.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
@@ -198,10 +322,10 @@ func (m *Manager) resolve(it *item, crds map[schema.GroupKind]bool) error {
 	case err == nil:
 		it.entry.GVR = mapping.Resource
 		it.entry.Namespaced = mapping.Scope.Name() == meta.RESTScopeNameNamespace
-		it.deferred = false
+		it.unmapped = false
 	case meta.IsNoMatchError(err):
-		if namespaced, ok := crds[gvk.GroupKind()]; ok && crds != nil {
-			it.deferred = true
+		if namespaced, ok := crds[gvk.GroupKind()]; ok {
+			it.unmapped = true
 			it.entry.Namespaced = namespaced
 		} else {
 			m.fail(it, m.unknownKind(gvk))
@@ -242,6 +366,7 @@ func (m *Manager) plan(ctx context.Context, items []*item) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.opts.Concurrency)
 	for _, it := range items {
+		it.planned = true
 		g.Go(func() error {
 			ri := m.resourceFor(it)
 			live, err := ri.Get(ctx, it.obj.GetName(), metav1.GetOptions{})
@@ -370,21 +495,6 @@ func skip(items []*item) {
 			it.entry.Action = Skipped
 		}
 	}
-}
-
-// bundleCRDs returns the kinds the bundle's CRDs define, and whether each is namespaced.
-func bundleCRDs(objects []*render.Object) map[schema.GroupKind]bool {
-	kinds := map[schema.GroupKind]bool{}
-	for _, o := range objects {
-		if o.Object.GroupVersionKind().GroupKind() != crdGK {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(o.Object.Object, "spec", "group")
-		kind, _, _ := unstructured.NestedString(o.Object.Object, "spec", "names", "kind")
-		scope, _, _ := unstructured.NestedString(o.Object.Object, "spec", "scope")
-		kinds[schema.GroupKind{Group: group, Kind: kind}] = scope == "Namespaced"
-	}
-	return kinds
 }
 
 // sameObject reports whether a dry-run result equals the live object,

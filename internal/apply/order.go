@@ -75,3 +75,8 @@ var (
 	namespaceGK = schema.GroupKind{Kind: "Namespace"}
 	crdGK       = schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}
 )
+
+var (
+	podGK            = schema.GroupKind{Kind: "Pod"}
+	serviceAccountGK = schema.GroupKind{Kind: "ServiceAccount"}
+)
