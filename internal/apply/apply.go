@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -346,17 +347,22 @@ func (m *Manager) resolve(it *item, crds map[schema.GroupKind]bool) error {
 	return nil
 }
 
-// unknownKind explains a kind the cluster does not serve, naming the
-// versions it does serve when there are any.
+// unknownKind explains a kind the cluster does not serve at this
+// apiVersion, naming the versions (of any group) where it does serve a kind
+// of that name.
 func (m *Manager) unknownKind(gvk schema.GroupVersionKind) error {
-	mappings, err := m.target.Mapper.RESTMappings(gvk.GroupKind())
-	if err == nil && len(mappings) > 0 {
-		var served []string
-		for _, mp := range mappings {
-			served = append(served, mp.GroupVersionKind.GroupVersion().String())
+	var served []string
+	_, lists, _ := m.target.Discovery.ServerGroupsAndResources()
+	for _, list := range lists {
+		for _, r := range list.APIResources {
+			if r.Kind == gvk.Kind && !strings.Contains(r.Name, "/") {
+				served = append(served, list.GroupVersion)
+			}
 		}
+	}
+	if len(served) > 0 {
 		sort.Strings(served)
-		return fmt.Errorf("apiVersion %s is not served for kind %s by cluster %s; it serves %v: change apiVersion", gvk.GroupVersion(), gvk.Kind, m.target.Name, served)
+		return fmt.Errorf("apiVersion %s is not served for kind %s by cluster %s; it serves %s %v: change apiVersion", gvk.GroupVersion(), gvk.Kind, m.target.Name, gvk.Kind, served)
 	}
 	return fmt.Errorf("kind %s (apiVersion %s) is not known to cluster %s: install the CustomResourceDefinition that defines it, add it to the repository, or fix apiVersion and kind", gvk.Kind, gvk.GroupVersion(), m.target.Name)
 }
