@@ -3,6 +3,7 @@
 //
 //	localcluster up   [-dir D] [-bin B] [-stages F] [-clusters N] [-nodes K]
 //	localcluster down [-dir D]
+//	localcluster status [-dir D]   (exit 0 when it runs)
 //	localcluster stages -kwok-module DIR -out FILE
 package main
 
@@ -27,6 +28,8 @@ func main() {
 		err = up(os.Args[2:])
 	case "down":
 		err = down(os.Args[2:])
+	case "status":
+		err = status(os.Args[2:])
 	case "stages":
 		err = stages(os.Args[2:])
 	default:
@@ -39,7 +42,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|stages [flags]")
+	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|status|stages [flags]")
 	os.Exit(2)
 }
 
@@ -77,6 +80,24 @@ func down(args []string) error {
 		return err
 	}
 	return cp.Stop()
+}
+
+func status(args []string) error {
+	fs := flag.NewFlagSet("status", flag.ExitOnError)
+	dir := fs.String("dir", ".cache/localcluster", "working directory given to up")
+	_ = fs.Parse(args)
+	cp, err := controlplane.Load(*dir)
+	if err != nil {
+		return fmt.Errorf("no control plane started from %s", *dir)
+	}
+	if !cp.Running() {
+		return fmt.Errorf("the control plane started from %s is not running", *dir)
+	}
+	for _, c := range cp.Clusters {
+		fmt.Printf("cluster %s at %s\n", c.Name, c.Server)
+	}
+	fmt.Printf("kubeconfig: %s\n", cp.Kubeconfig)
+	return nil
 }
 
 func stages(args []string) error {

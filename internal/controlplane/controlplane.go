@@ -169,6 +169,21 @@ func (cp *ControlPlane) Stop() error {
 	return errors.Join(errs...)
 }
 
+// Running reports whether every process of the control plane is alive.
+func (cp *ControlPlane) Running() bool {
+	if !cp.Etcd.alive() {
+		return false
+	}
+	for _, c := range cp.Clusters {
+		for _, p := range c.Processes {
+			if !p.alive() {
+				return false
+			}
+		}
+	}
+	return len(cp.Clusters) > 0
+}
+
 func (cp *ControlPlane) anyAlive() bool {
 	if cp.Etcd.alive() {
 		return true
