@@ -12,15 +12,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
-	"github.com/gitk8s/gitk8s/internal/health"
+	"github.com/gitk8s/gitk8s/internal/diff"
 )
 
 type applyOptions struct {
-	src         sourceOptions
-	wait        time.Duration
-	dryRun      bool
-	output      string
-	concurrency int
+	sync   syncOptions
+	wait   time.Duration
+	dryRun bool
+	output string
 }
 
 func newApplyCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Command {
@@ -30,51 +29,41 @@ func newApplyCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Command 
 		Short: "Apply the objects rendered from SRC with server-side apply",
 		Long: `Apply renders SRC, dry-runs every object against each cluster, and writes
 only when every dry-run passed: first Namespaces and CRDs, then cluster-scoped
-RBAC, then the rest. Objects without a namespace go to the context's namespace.
-With --wait it then waits until every object is healthy (kstatus, strict).
+RBAC, then the rest, wave by wave (annotation gitk8s.io/wave), each wave
+healthy before the next. Objects without a namespace go to the context's
+namespace. Every object is labelled as a member of an ApplySet whose parent
+is the inventory Secret; with --prune, members no longer rendered are deleted,
+within the prune guards. With --wait it then waits until every object is
+healthy (kstatus, strict).
 
-Exit status: 0 applied (and healthy with --wait), 1 an object failed or is not
-healthy, 2 bad input or an unreachable cluster.`,
+Exit status: 0 applied (and healthy with --wait), 1 an object failed, is not
+healthy, or a prune was refused, 2 bad input or an unreachable cluster.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "text" && o.output != "json" {
 				return failWith(exitError, fmt.Errorf("-o %s: use text or json", o.output))
 			}
-			snap, bundle, err := o.src.load(args[0])
+			masker := diff.NewMasker()
+			snap, bundle, err := o.sync.src.load(args[0])
 			if err != nil {
 				return failWith(exitError, err)
 			}
 			defer snap.Close()
-			targets, err := g.targets()
+			opts, err := o.sync.managerOptions(snap, masker)
 			if err != nil {
 				return failWith(exitError, err)
 			}
-			opts := apply.DefaultOptions()
 			opts.DryRun = o.dryRun
-			if o.concurrency > 0 {
-				opts.Concurrency = o.concurrency
+			opts.Wait = o.wait
+			results, err := planClusters(cmd.Context(), g, bundle, opts)
+			if err != nil {
+				return failWith(exitError, err)
 			}
 			report := applyReport{Source: snap.Origin, Revision: snap.Revision}
 			code := exitOK
-			for _, t := range targets {
-				cr := clusterReport{Cluster: t.Name}
-				cs, err := apply.NewManager(t, opts).Apply(cmd.Context(), bundle.Objects)
-				if err != nil {
-					cr.Error = err.Error()
-					code = exitError
-				}
-				var hr *health.Result
-				if cs != nil && err == nil && !cs.Failed() && o.wait > 0 && !o.dryRun {
-					res, werr := health.Wait(cmd.Context(), t, resourcesOf(cs), health.Options{Timeout: o.wait, Concurrency: opts.Concurrency})
-					if werr != nil {
-						return failWith(exitError, werr)
-					}
-					hr = &res
-				}
-				cr.fill(cs, hr)
-				if cr.Failed > 0 || cr.Unhealthy > 0 {
-					code = max(code, exitFailed)
-				}
+			for _, res := range results {
+				cr := newClusterReport(res)
+				code = max(code, cr.exitCode())
 				report.Clusters = append(report.Clusters, cr)
 			}
 			if o.output == "json" {
@@ -92,27 +81,14 @@ healthy, 2 bad input or an unreachable cluster.`,
 			return nil
 		},
 	}
-	o.src.addFlags(cmd)
+	o.sync.addFlags(cmd, false)
 	cmd.Flags().DurationVar(&o.wait, "wait", 0, "wait up to this long for every object to be healthy (0: do not wait)")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "plan with server-side dry-run; write nothing")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
-	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "requests in flight per cluster (default 16)")
 	return cmd
 }
 
-// resourcesOf lists the objects of a change set that health should watch.
-func resourcesOf(cs *apply.ChangeSet) []health.Resource {
-	var out []health.Resource
-	for _, e := range cs.Entries {
-		if e.Action == apply.Failed || e.Action == apply.Skipped || e.GVR.Resource == "" {
-			continue
-		}
-		out = append(out, health.Resource{ID: e.ID, GVR: e.GVR, Namespaced: e.Namespaced})
-	}
-	return out
-}
-
-// applyReport is the result of an apply, as printed with -o json.
+// applyReport is the result of an apply or diff, as printed with -o json.
 type applyReport struct {
 	Source   string          `json:"source"`
 	Revision string          `json:"revision,omitempty"`
@@ -120,56 +96,89 @@ type applyReport struct {
 }
 
 type clusterReport struct {
-	Cluster   string         `json:"cluster"`
-	Error     string         `json:"error,omitempty"`
-	Objects   []objectReport `json:"objects"`
-	Counts    map[string]int `json:"counts"`
-	Failed    int            `json:"failed"`
-	Unhealthy int            `json:"unhealthy"`
+	Cluster       string         `json:"cluster"`
+	Error         string         `json:"error,omitempty"`
+	Inventory     string         `json:"inventory,omitempty"`
+	Objects       []objectReport `json:"objects"`
+	Counts        map[string]int `json:"counts"`
+	Failed        int            `json:"failed"`
+	Unhealthy     int            `json:"unhealthy"`
+	PruneRefused  string         `json:"pruneRefused,omitempty"`
+	UnhealthyWave *int           `json:"unhealthyWave,omitempty"`
+	changes       bool
 }
 
 type objectReport struct {
-	Group     string `json:"group,omitempty"`
-	Kind      string `json:"kind"`
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name"`
-	Source    string `json:"source"`
-	Action    string `json:"action"`
-	Health    string `json:"health,omitempty"`
-	Message   string `json:"message,omitempty"`
-	Error     string `json:"error,omitempty"`
+	Group     string   `json:"group,omitempty"`
+	Kind      string   `json:"kind"`
+	Namespace string   `json:"namespace,omitempty"`
+	Name      string   `json:"name"`
+	Source    string   `json:"source,omitempty"`
+	Wave      int      `json:"wave,omitempty"`
+	Action    string   `json:"action"`
+	Health    string   `json:"health,omitempty"`
+	Message   string   `json:"message,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	TakenOver []string `json:"takenOver,omitempty"`
+	Immutable []string `json:"immutable,omitempty"`
+	Diff      string   `json:"diff,omitempty"`
 }
 
-func (cr *clusterReport) fill(cs *apply.ChangeSet, hr *health.Result) {
-	cr.Counts = map[string]int{}
-	if cs == nil {
-		return
+func (o objectReport) ref() string {
+	if o.Namespace == "" {
+		return o.Kind + "/" + o.Name
 	}
-	healthOf := map[string]health.ObjectStatus{}
-	if hr != nil {
-		for _, s := range hr.Objects {
-			healthOf[s.Resource.ID.String()] = s
-		}
+	return o.Kind + "/" + o.Namespace + "/" + o.Name
+}
+
+func newClusterReport(res clusterResult) clusterReport {
+	cr := clusterReport{Cluster: res.cluster, Counts: map[string]int{}}
+	if res.err != nil {
+		cr.Error = res.err.Error()
+	}
+	cs := res.changeSet
+	if cs == nil {
+		return cr
+	}
+	cr.Inventory = cs.InventoryID
+	cr.changes = cs.HasChanges()
+	cr.UnhealthyWave = cs.UnhealthyWave
+	if cs.PruneRefused != nil {
+		cr.PruneRefused = cs.PruneRefused.Error()
 	}
 	for _, e := range cs.Entries {
 		or := objectReport{
 			Group: e.ID.GroupKind.Group, Kind: e.ID.GroupKind.Kind, Namespace: e.ID.Namespace, Name: e.ID.Name,
-			Source: e.Source.String(), Action: string(e.Action),
+			Source: e.Source.String(), Wave: e.Wave, Action: string(e.Action), Diff: e.Diff, Immutable: e.Immutable,
+		}
+		for _, c := range e.Conflicts {
+			or.TakenOver = append(or.TakenOver, c.Field+": "+c.Message)
 		}
 		if e.Err != nil {
 			or.Error = e.Err.Error()
 			cr.Failed++
 		}
-		if s, ok := healthOf[e.ID.String()]; ok {
-			or.Health = string(s.Status)
-			if !s.Healthy() {
-				or.Message = s.Message
+		if e.Health != "" {
+			or.Health = string(e.Health)
+			if e.Health != "Current" {
+				or.Message = e.HealthMessage
 				cr.Unhealthy++
 			}
 		}
 		cr.Counts[string(e.Action)]++
 		cr.Objects = append(cr.Objects, or)
 	}
+	return cr
+}
+
+func (cr clusterReport) exitCode() int {
+	switch {
+	case cr.Error != "":
+		return exitError
+	case cr.Failed > 0 || cr.Unhealthy > 0 || cr.PruneRefused != "" || cr.UnhealthyWave != nil:
+		return exitFailed
+	}
+	return exitOK
 }
 
 func printApplyText(stdout, stderr io.Writer, report applyReport, withHealth, dryRun bool) {
@@ -201,14 +210,25 @@ func printApplyText(stdout, stderr io.Writer, report applyReport, withHealth, dr
 		}
 		tw.Flush()
 		for _, o := range cr.Objects {
+			for _, t := range o.TakenOver {
+				fmt.Fprintf(stdout, "%s: took over %s\n", o.ref(), t)
+			}
+		}
+		for _, o := range cr.Objects {
 			if o.Error != "" {
 				fmt.Fprintf(stderr, "%s\n", o.Error)
 			}
 		}
 		for _, o := range cr.Objects {
 			if o.Message != "" {
-				fmt.Fprintf(stderr, "%s: %s/%s/%s not healthy: %s: %s\n", o.Source, o.Kind, o.Namespace, o.Name, o.Health, o.Message)
+				fmt.Fprintf(stderr, "%s: %s not healthy: %s: %s\n", o.Source, o.ref(), o.Health, o.Message)
 			}
+		}
+		if cr.UnhealthyWave != nil {
+			fmt.Fprintf(stderr, "wave %d is not healthy; later waves were not applied and nothing was pruned\n", *cr.UnhealthyWave)
+		}
+		if cr.PruneRefused != "" {
+			fmt.Fprintln(stderr, cr.PruneRefused)
 		}
 		fmt.Fprintln(stdout, summaryLine(report, cr, withHealth, dryRun))
 	}
@@ -220,12 +240,12 @@ func summaryLine(report applyReport, cr clusterReport, withHealth, dryRun bool) 
 	if report.Revision != "" {
 		rev = report.Source + " at " + report.Revision[:12]
 	}
-	var parts []string
 	actions := make([]string, 0, len(cr.Counts))
 	for a := range cr.Counts {
 		actions = append(actions, a)
 	}
 	sort.Slice(actions, func(i, j int) bool { return actionOrder(actions[i]) < actionOrder(actions[j]) })
+	var parts []string
 	for _, a := range actions {
 		parts = append(parts, fmt.Sprintf("%d %s", cr.Counts[a], a))
 	}
@@ -234,13 +254,19 @@ func summaryLine(report applyReport, cr clusterReport, withHealth, dryRun bool) 
 		line += " (dry run, nothing written)"
 	}
 	if withHealth {
-		line += fmt.Sprintf("; %d healthy, %d not", len(cr.Objects)-cr.Failed-cr.Unhealthy-cr.Counts[string(apply.Skipped)], cr.Unhealthy)
+		healthy := 0
+		for _, o := range cr.Objects {
+			if o.Health == "Current" {
+				healthy++
+			}
+		}
+		line += fmt.Sprintf("; %d healthy, %d not", healthy, cr.Unhealthy)
 	}
 	return line
 }
 
 func actionOrder(a string) int {
-	for i, x := range []apply.Action{apply.Created, apply.Configured, apply.Unchanged, apply.Skipped, apply.Failed} {
+	for i, x := range []apply.Action{apply.Created, apply.Configured, apply.Recreated, apply.Unchanged, apply.Pruned, apply.Kept, apply.Skipped, apply.Failed} {
 		if string(x) == a {
 			return i
 		}

@@ -48,9 +48,7 @@ type globalOptions struct {
 func (g *globalOptions) targets() ([]*cluster.Target, error) {
 	opts := cluster.DefaultOptions()
 	opts.Kubeconfig = g.kubeconfig
-	if g.qps > 0 {
-		opts.QPS, opts.Burst = g.qps, g.burst
-	}
+	opts.QPS, opts.Burst = g.qps, g.burst
 	contexts := g.contexts
 	if len(contexts) == 0 {
 		contexts = []string{""} // the kubeconfig's current context
@@ -77,8 +75,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	root.PersistentFlags().StringVar(&g.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
 	root.PersistentFlags().StringArrayVar(&g.contexts, "context", nil, "kubeconfig context to use; repeat for several clusters (default: the current context)")
-	root.PersistentFlags().Float32Var(&g.qps, "qps", 0, "client-side requests per second per cluster (default 100)")
-	root.PersistentFlags().IntVar(&g.burst, "burst", 200, "client-side request burst per cluster")
+	defaults := cluster.DefaultOptions()
+	root.PersistentFlags().Float32Var(&g.qps, "qps", defaults.QPS, "client-side requests per second per cluster")
+	root.PersistentFlags().IntVar(&g.burst, "burst", defaults.Burst, "client-side request burst per cluster")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)

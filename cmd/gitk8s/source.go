@@ -31,11 +31,3 @@ func (o *sourceOptions) load(src string) (*source.Snapshot, *render.Bundle, erro
 	}
 	return snap, bundle, nil
 }
-
-// describeRevision says which revision of the source was read.
-func describeRevision(snap *source.Snapshot) string {
-	if snap.Revision == "" {
-		return snap.Origin + " (directory)"
-	}
-	return snap.Origin + " at " + snap.Revision[:12] + " (" + snap.Ref + ")"
-}

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,6 +29,8 @@ type Target struct {
 	Config *rest.Config
 	// Dynamic reads and writes objects of any kind.
 	Dynamic dynamic.Interface
+	// Metadata lists objects' metadata only, for inventories.
+	Metadata metadata.Interface
 	// Discovery is cached for the life of the Target; Mapper reads it.
 	Discovery discovery.CachedDiscoveryInterface
 	// Mapper maps kinds to resources. Call Mapper.Reset after CRDs change.
@@ -50,7 +53,7 @@ type Options struct {
 
 // DefaultOptions are the limits gitk8s uses unless told otherwise.
 func DefaultOptions() Options {
-	return Options{QPS: 100, Burst: 200, Timeout: 30 * time.Second}
+	return Options{QPS: 500, Burst: 1000, Timeout: 30 * time.Second}
 }
 
 // FromKubeconfig makes a Target for one kubeconfig context; an empty
@@ -98,6 +101,10 @@ func New(name, namespace string, cfg *rest.Config, opts Options) (*Target, error
 	if err != nil {
 		return nil, fmt.Errorf("context %s: %w", name, err)
 	}
+	md, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("context %s: %w", name, err)
+	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("context %s: %w", name, err)
@@ -109,6 +116,7 @@ func New(name, namespace string, cfg *rest.Config, opts Options) (*Target, error
 		Namespace: namespace,
 		Config:    cfg,
 		Dynamic:   dyn,
+		Metadata:  md,
 		Discovery: cached,
 		Mapper:    restmapper.NewDeferredDiscoveryRESTMapper(cached),
 	}, nil

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/source"
+)
+
+// syncOptions are the flags apply and diff share: what to read, which
+// inventory it belongs to and how to prune.
+type syncOptions struct {
+	src                   sourceOptions
+	inventory             string
+	inventoryNamespace    string
+	prune                 bool
+	allowDestructivePrune bool
+	forceConflicts        bool
+	concurrency           int
+	noMemory              bool
+}
+
+func (o *syncOptions) addFlags(cmd *cobra.Command, pruneDefault bool) {
+	o.src.addFlags(cmd)
+	cmd.Flags().StringVar(&o.inventory, "inventory", "", "name of the ApplySet parent Secret that records what this source applied (default: gitk8s-<name of SRC>[-<path>])")
+	cmd.Flags().StringVar(&o.inventoryNamespace, "inventory-namespace", apply.DefaultInventoryNamespace, "namespace of the inventory Secret")
+	cmd.Flags().BoolVar(&o.prune, "prune", pruneDefault, "delete objects of the inventory that are no longer rendered")
+	cmd.Flags().BoolVar(&o.allowDestructivePrune, "allow-destructive-prune", false, "let a prune delete Namespaces, CRDs, PersistentVolumes and claims, or more than half of the inventory")
+	cmd.Flags().BoolVar(&o.forceConflicts, "force-conflicts", true, "take over fields other field managers own (each is reported); false makes them errors")
+	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "requests in flight per cluster (default 16)")
+	cmd.Flags().BoolVar(&o.noMemory, "no-memory", false, "do not remember what was applied; every object is dry-run")
+}
+
+// managerOptions turns the flags into apply options.
+func (o *syncOptions) managerOptions(snap *source.Snapshot, masker *diff.Masker) (apply.Options, error) {
+	opts := apply.DefaultOptions()
+	opts.Masker = masker
+	opts.ForceConflicts = o.forceConflicts
+	if o.concurrency > 0 {
+		opts.Concurrency = o.concurrency
+	}
+	opts.Prune = o.prune
+	opts.AllowDestructivePrune = o.allowDestructivePrune
+	opts.Inventory = apply.InventoryOptions{Name: o.inventory, Namespace: o.inventoryNamespace}
+	if opts.Inventory.Name == "" {
+		opts.Inventory.Name = defaultInventoryName(snap.Origin, snap.Path)
+	}
+	if !o.noMemory {
+		mem, err := apply.DefaultMemoryDir()
+		if err != nil {
+			return opts, err
+		}
+		opts.Memory = mem
+	}
+	return opts, nil
+}
+
+var notNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// defaultInventoryName derives an inventory name from the source: gitk8s-
+// and the last element of its path (or URL), then the rendered folder.
+func defaultInventoryName(origin, path string) string {
+	base := strings.TrimSuffix(filepath.Base(strings.TrimRight(origin, "/")), ".git")
+	if abs, err := filepath.Abs(origin); err == nil && (origin == "." || origin == "") {
+		base = filepath.Base(abs)
+	}
+	name := "gitk8s-" + base
+	if path != "" && path != "." {
+		name += "-" + path
+	}
+	name = strings.Trim(notNameChars.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "-")
+	}
+	return name
+}
+
+// planClusters runs the apply (or plan) against every target in turn.
+func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, opts apply.Options) ([]clusterResult, error) {
+	targets, err := g.targets()
+	if err != nil {
+		return nil, err
+	}
+	var results []clusterResult
+	for _, t := range targets {
+		cs, err := apply.NewManager(t, opts).Apply(ctx, bundle.Objects)
+		results = append(results, clusterResult{cluster: t.Name, changeSet: cs, err: err})
+	}
+	return results, nil
+}
+
+// clusterResult is one cluster's change set, or why there is none.
+type clusterResult struct {
+	cluster   string
+	changeSet *apply.ChangeSet
+	err       error
+}
+
