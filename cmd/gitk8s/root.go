@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.AddCommand(
 		newRenderCommand(stdout),
 		newApplyCommand(g, stdout, stderr),
+		newDiffCommand(g, stdout, stderr),
 		newVersionCommand(stdout),
 	)
 	err := root.ExecuteContext(ctx)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,7 @@ type syncOptions struct {
 	inventoryNamespace    string
 	prune                 bool
 	allowDestructivePrune bool
+	pruneTimeout          time.Duration
 	forceConflicts        bool
 	concurrency           int
 	noMemory              bool
@@ -33,6 +35,7 @@ func (o *syncOptions) addFlags(cmd *cobra.Command, pruneDefault bool) {
 	cmd.Flags().StringVar(&o.inventoryNamespace, "inventory-namespace", apply.DefaultInventoryNamespace, "namespace of the inventory Secret")
 	cmd.Flags().BoolVar(&o.prune, "prune", pruneDefault, "delete objects of the inventory that are no longer rendered")
 	cmd.Flags().BoolVar(&o.allowDestructivePrune, "allow-destructive-prune", false, "let a prune delete Namespaces, CRDs, PersistentVolumes and claims, or more than half of the inventory")
+	cmd.Flags().DurationVar(&o.pruneTimeout, "prune-timeout", time.Minute, "how long to wait for each pruned object to be gone; one still there (a finalizer holds it) stays in the inventory")
 	cmd.Flags().BoolVar(&o.forceConflicts, "force-conflicts", true, "take over fields other field managers own (each is reported); false makes them errors")
 	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "requests in flight per cluster (default 16)")
 	cmd.Flags().BoolVar(&o.noMemory, "no-memory", false, "do not remember what was applied; every object is dry-run")
@@ -48,6 +51,7 @@ func (o *syncOptions) managerOptions(snap *source.Snapshot, masker *diff.Masker)
 	}
 	opts.Prune = o.prune
 	opts.AllowDestructivePrune = o.allowDestructivePrune
+	opts.PruneTimeout = o.pruneTimeout
 	opts.Inventory = apply.InventoryOptions{Name: o.inventory, Namespace: o.inventoryNamespace}
 	if opts.Inventory.Name == "" {
 		opts.Inventory.Name = defaultInventoryName(snap.Origin, snap.Path)
@@ -102,4 +106,3 @@ type clusterResult struct {
 	changeSet *apply.ChangeSet
 	err       error
 }
-

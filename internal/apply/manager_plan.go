@@ -343,7 +343,7 @@ func (r *run) planOne(ctx context.Context, it *item) error {
 	if result.GetResourceVersion() == "" {
 		// A dry-run create: the object does not exist.
 		it.entry.Action = Created
-		it.entry.Diff = diff.Unified(it.entry.Ref, nil, result, r.opts.Masker)
+		it.entry.Diff = diff.Unified(it.entry.Ref, nil, it.obj, r.opts.Masker)
 		return nil
 	}
 	live, err := ri.Get(ctx, it.obj.GetName(), metav1.GetOptions{})

@@ -156,6 +156,25 @@ func (e *Env) Namespace(t testing.TB) string {
 	return name
 }
 
+// AuditLog is the audit log of a cluster of a control plane this Env
+// started ("" for the first cluster).
+func (e *Env) AuditLog(t testing.TB, context string) string {
+	t.Helper()
+	if e.ControlPlane == nil {
+		t.Fatalf("the audit log is only known for a control plane the tests started; unset %s", KubeconfigEnv)
+	}
+	if context == "" {
+		context = e.Contexts[0]
+	}
+	for _, c := range e.ControlPlane.Clusters {
+		if c.Name == context {
+			return filepath.Join(e.dir, c.Name, "audit.log")
+		}
+	}
+	t.Fatalf("no cluster %s", context)
+	return ""
+}
+
 // Kubectl is the path of the kubectl built with the control plane.
 func (e *Env) Kubectl() string { return filepath.Join(e.BinDir, "kubectl") }
 

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/source"
+)
+
+type diffOptions struct {
+	sync       syncOptions
+	againstRef string
+	output     string
+	color      string
+}
+
+func newDiffCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Command {
+	o := &diffOptions{}
+	cmd := &cobra.Command{
+		Use:   "diff SRC",
+		Short: "Show what apply would change, as a reviewer reads it",
+		Long: `Diff plans an apply of SRC with server-side dry-run against each cluster and
+prints, per object that would change, a unified diff of the normalized objects
+(no managedFields, resourceVersion, uid, generation, status or timestamps),
+the objects a prune would delete, and a summary. Secret values never appear:
+each is replaced by a mask, the same value by the same mask.
+
+With --against-ref REF it needs no cluster: it compares the objects rendered
+from SRC with those rendered from revision REF of the same Git repository.
+
+-o markdown prints a pull-request comment; -o json is stable for machines.
+Exit status: 0 no changes, 1 changes, 2 an error (bad input, an object the
+API server refuses, an unreachable cluster).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch o.output {
+			case "text", "markdown", "json":
+			default:
+				return failWith(exitError, fmt.Errorf("-o %s: use text, markdown or json", o.output))
+			}
+			masker := diff.NewMasker()
+			snap, bundle, err := o.sync.src.load(args[0])
+			if err != nil {
+				return failWith(exitError, err)
+			}
+			defer snap.Close()
+			report := applyReport{Source: snap.Origin, Revision: snap.Revision}
+			if o.againstRef != "" {
+				cr, err := diffRevisions(args[0], o, bundle, masker)
+				if err != nil {
+					return failWith(exitError, err)
+				}
+				report.Clusters = []clusterReport{cr}
+			} else {
+				opts, err := o.sync.managerOptions(snap, masker)
+				if err != nil {
+					return failWith(exitError, err)
+				}
+				opts.DryRun = true
+				results, err := planClusters(cmd.Context(), g, bundle, opts)
+				if err != nil {
+					return failWith(exitError, err)
+				}
+				for _, res := range results {
+					report.Clusters = append(report.Clusters, newClusterReport(res))
+				}
+			}
+			switch o.output {
+			case "json":
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(report); err != nil {
+					return failWith(exitError, err)
+				}
+			case "markdown":
+				printDiffMarkdown(stdout, report)
+			default:
+				printDiffText(stdout, stderr, report, useColor(o.color, stdout))
+			}
+			code := exitOK
+			for _, cr := range report.Clusters {
+				switch {
+				case cr.Error != "" || cr.Failed > 0:
+					code = max(code, exitError)
+				case cr.changes || cr.PruneRefused != "":
+					code = max(code, exitFailed)
+				}
+			}
+			if code != exitOK {
+				return failWith(code, nil)
+			}
+			return nil
+		},
+	}
+	o.sync.addFlags(cmd, true)
+	cmd.Flags().StringVar(&o.againstRef, "against-ref", "", "compare with this revision of the same Git repository instead of a cluster")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text, markdown or json")
+	cmd.Flags().StringVar(&o.color, "color", "auto", "color the text diff: auto, always or never")
+	return cmd
+}
+
+// diffRevisions compares the bundle with the objects of another revision,
+// offline.
+func diffRevisions(src string, o *diffOptions, bundle *render.Bundle, masker *diff.Masker) (clusterReport, error) {
+	oldSnap, err := source.Open(src, source.Options{Ref: o.againstRef, Path: o.sync.src.path})
+	if err != nil {
+		return clusterReport{}, err
+	}
+	defer oldSnap.Close()
+	if oldSnap.Revision == "" {
+		return clusterReport{}, fmt.Errorf("--against-ref needs SRC to be a Git repository")
+	}
+	oldBundle, err := render.Render(render.Options{Root: oldSnap.Root, Path: oldSnap.Path})
+	if err != nil {
+		return clusterReport{}, fmt.Errorf("at %s: %w", o.againstRef, err)
+	}
+	for _, obj := range append(append([]*render.Object(nil), oldBundle.Objects...), bundle.Objects...) {
+		masker.Learn(obj.Object)
+	}
+	cr := clusterReport{Cluster: "revision " + oldSnap.Revision[:12], Counts: map[string]int{}}
+	old := map[string]*render.Object{}
+	for _, obj := range oldBundle.Objects {
+		old[obj.ID().String()] = obj
+	}
+	seen := map[string]bool{}
+	add := func(obj *render.Object, action apply.Action, d string) {
+		id := obj.ID()
+		or := objectReport{Group: id.GroupKind.Group, Kind: id.GroupKind.Kind, Namespace: id.Namespace, Name: id.Name,
+			Source: obj.Source.String(), Action: string(action), Diff: d}
+		cr.Objects = append(cr.Objects, or)
+		cr.Counts[string(action)]++
+		if action.Changes() {
+			cr.changes = true
+		}
+	}
+	for _, obj := range bundle.Objects {
+		key := obj.ID().String()
+		seen[key] = true
+		prev, ok := old[key]
+		switch {
+		case !ok:
+			add(obj, apply.Created, diff.Unified(obj.Ref(), nil, obj.Object, masker))
+		default:
+			if d := diff.Unified(obj.Ref(), prev.Object, obj.Object, masker); d != "" {
+				add(obj, apply.Configured, d)
+			} else {
+				add(obj, apply.Unchanged, "")
+			}
+		}
+	}
+	var removed []*render.Object
+	for key, obj := range old {
+		if !seen[key] {
+			removed = append(removed, obj)
+		}
+	}
+	sort.Slice(removed, func(i, j int) bool { return removed[i].Ref() < removed[j].Ref() })
+	for _, obj := range removed {
+		add(obj, apply.Pruned, diff.Unified(obj.Ref(), obj.Object, nil, masker))
+	}
+	return cr, nil
+}
+
+// useColor decides whether to color text output.
+func useColor(mode string, w io.Writer) bool {
+	switch mode {
+	case "always":
+		return true
+	case "never":
+		return false
+	}
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+const (
+	colorRed   = "\x1b[31m"
+	colorGreen = "\x1b[32m"
+	colorCyan  = "\x1b[36m"
+	colorBold  = "\x1b[1m"
+	colorReset = "\x1b[0m"
+)
+
+var actionSigns = map[string]string{"created": "+", "configured": "~", "recreated": "±", "pruned": "-"}
+
+func printDiffText(stdout, stderr io.Writer, report applyReport, color bool) {
+	paint := func(c, s string) string {
+		if !color {
+			return s
+		}
+		return c + s + colorReset
+	}
+	for _, cr := range report.Clusters {
+		if cr.Error != "" {
+			fmt.Fprintf(stderr, "cluster %s: %s\n", cr.Cluster, cr.Error)
+			continue
+		}
+		for _, o := range cr.Objects {
+			sign, ok := actionSigns[o.Action]
+			if !ok {
+				continue
+			}
+			fmt.Fprintln(stdout, paint(colorBold, fmt.Sprintf("%s %s (%s)", sign, o.ref(), o.Action)))
+			for _, t := range o.TakenOver {
+				fmt.Fprintf(stdout, "  takes over %s\n", t)
+			}
+			if len(o.Immutable) > 0 {
+				fmt.Fprintf(stdout, "  immutable: %s; deleted and created again\n", strings.Join(o.Immutable, ", "))
+			}
+			for _, line := range strings.SplitAfter(o.Diff, "\n") {
+				switch {
+				case line == "":
+				case strings.HasPrefix(line, "+++"), strings.HasPrefix(line, "---"):
+					io.WriteString(stdout, paint(colorBold, strings.TrimSuffix(line, "\n"))+"\n")
+				case strings.HasPrefix(line, "+"):
+					io.WriteString(stdout, paint(colorGreen, strings.TrimSuffix(line, "\n"))+"\n")
+				case strings.HasPrefix(line, "-"):
+					io.WriteString(stdout, paint(colorRed, strings.TrimSuffix(line, "\n"))+"\n")
+				case strings.HasPrefix(line, "@@"):
+					io.WriteString(stdout, paint(colorCyan, strings.TrimSuffix(line, "\n"))+"\n")
+				default:
+					io.WriteString(stdout, line)
+				}
+			}
+		}
+		for _, o := range cr.Objects {
+			if o.Error != "" {
+				fmt.Fprintln(stderr, o.Error)
+			}
+		}
+		if cr.PruneRefused != "" {
+			fmt.Fprintln(stderr, cr.PruneRefused)
+		}
+		fmt.Fprintln(stdout, diffSummary(report, cr))
+	}
+}
+
+// diffSummary is one line per cluster: what would happen to how many objects.
+func diffSummary(report applyReport, cr clusterReport) string {
+	rev := report.Source + " (directory)"
+	if report.Revision != "" {
+		rev = report.Source + " at " + report.Revision[:12]
+	}
+	var parts []string
+	for _, a := range []apply.Action{apply.Created, apply.Configured, apply.Recreated, apply.Pruned, apply.Unchanged, apply.Kept, apply.Skipped, apply.Failed} {
+		if n := cr.Counts[string(a)]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, diffVerb(a)))
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"nothing"}
+	}
+	return fmt.Sprintf("%s → %s: %s", rev, cr.Cluster, strings.Join(parts, ", "))
+}
+
+func diffVerb(a apply.Action) string {
+	switch a {
+	case apply.Created:
+		return "to create"
+	case apply.Configured:
+		return "to configure"
+	case apply.Recreated:
+		return "to recreate"
+	case apply.Pruned:
+		return "to prune"
+	}
+	return string(a)
+}
+
+// printDiffMarkdown writes a pull-request comment: a summary table, then a
+// collapsible diff per object.
+func printDiffMarkdown(w io.Writer, report applyReport) {
+	rev := "`" + report.Source + "`"
+	if report.Revision != "" {
+		rev += " at `" + report.Revision[:12] + "`"
+	}
+	fmt.Fprintf(w, "### gitk8s diff: %s\n\n", rev)
+	fmt.Fprintln(w, "| cluster | create | configure | recreate | prune | unchanged | failed |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+	for _, cr := range report.Clusters {
+		if cr.Error != "" {
+			fmt.Fprintf(w, "| %s | error: %s ||||||\n", cr.Cluster, markdownCell(cr.Error))
+			continue
+		}
+		c := cr.Counts
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d |\n", cr.Cluster, c["created"], c["configured"], c["recreated"], c["pruned"], c["unchanged"], c["failed"])
+	}
+	for _, cr := range report.Clusters {
+		var blocks []string
+		for _, o := range cr.Objects {
+			if o.Error != "" {
+				blocks = append(blocks, fmt.Sprintf("**failed** `%s`: %s\n", o.ref(), markdownCell(o.Error)))
+				continue
+			}
+			sign, ok := actionSigns[o.Action]
+			if !ok {
+				continue
+			}
+			var b strings.Builder
+			fmt.Fprintf(&b, "<details><summary><code>%s %s</code> (%s)</summary>\n\n", sign, o.ref(), o.Action)
+			for _, t := range o.TakenOver {
+				fmt.Fprintf(&b, "takes over `%s`\n\n", t)
+			}
+			fmt.Fprintf(&b, "```diff\n%s```\n</details>\n", o.Diff)
+			blocks = append(blocks, b.String())
+		}
+		if cr.PruneRefused != "" {
+			blocks = append(blocks, "**prune refused**: "+markdownCell(cr.PruneRefused)+"\n")
+		}
+		if len(blocks) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n#### %s\n\n%s", cr.Cluster, strings.Join(blocks, "\n"))
+	}
+}
+
+func markdownCell(s string) string {
+	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
+}
