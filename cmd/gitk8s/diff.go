@@ -119,7 +119,7 @@ func diffRevisions(src string, o *diffOptions, bundle *render.Bundle, masker *di
 	if oldSnap.Revision == "" {
 		return clusterReport{}, fmt.Errorf("--against-ref needs SRC to be a Git repository")
 	}
-	oldBundle, err := render.Render(render.Options{Root: oldSnap.Root, Path: oldSnap.Path})
+	oldBundle, err := render.Render(o.sync.src.renderOptions(oldSnap))
 	if err != nil {
 		return clusterReport{}, fmt.Errorf("at %s: %w", o.againstRef, err)
 	}

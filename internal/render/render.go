@@ -8,20 +8,39 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 )
 
-// Options say what to render.
+// Options say what to render and how.
 type Options struct {
 	// Root is the source tree on disk (a checkout or a plain directory).
-	// Source files are reported relative to it.
+	// Source files are reported relative to it, and nothing outside it is
+	// read.
 	Root string
 	// Path is the folder inside Root to render; empty means Root itself.
 	Path string
+	// AllowRemoteBases lets kustomizations load bases from remote Git
+	// repositories and URLs.
+	AllowRemoteBases bool
+	// Jsonnet are the inputs and limits of jsonnet evaluation.
+	Jsonnet JsonnetOptions
+	// JsonnetEntry, when set, is the one .jsonnet file (relative to Path)
+	// to evaluate instead of walking the folder.
+	JsonnetEntry string
 }
 
+// IgnoreFile lists, in gitignore syntax, files and folders of the source
+// that are not rendered. It is read from the source root.
+const IgnoreFile = ".gitk8signore"
+
 // Render reads every manifest under opts.Path and returns the objects in a
-// stable order. Every problem found is returned, joined, as *Error values; a
-// bundle with errors is never returned.
+// stable order. Each folder is rendered by what it holds: a folder with a
+// kustomization is built with kustomize (and not walked further); otherwise
+// its YAML and JSON files are decoded, its .jsonnet files evaluated
+// (.libsonnet files are only imported) and its subfolders walked. Every
+// problem found is returned, joined, as *Error values; a bundle with errors
+// is never returned.
 func Render(opts Options) (*Bundle, error) {
 	dir := path.Clean(filepath.ToSlash(opts.Path))
 	if dir == "" || dir == "/" {
@@ -30,55 +49,127 @@ func Render(opts Options) (*Bundle, error) {
 	if !fs.ValidPath(dir) {
 		return nil, fmt.Errorf("path %q must be relative to the source root and stay inside it", opts.Path)
 	}
-	fsys := os.DirFS(opts.Root)
-	if info, err := fs.Stat(fsys, dir); err != nil {
+	if info, err := os.Stat(filepath.Join(opts.Root, dir)); err != nil {
 		return nil, fmt.Errorf("path %q: %w", opts.Path, err)
 	} else if !info.IsDir() {
 		return nil, fmt.Errorf("path %q is not a directory", opts.Path)
 	}
-
-	var objects []*Object
-	var errs []error
-	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != dir && strings.HasPrefix(d.Name(), ".") {
-			if d.IsDir() {
-				return fs.SkipDir // .git, .github and other tool folders
-			}
-			return nil
-		}
-		if d.IsDir() || !isManifest(d.Name()) {
-			return nil
-		}
-		data, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			return err
-		}
-		objs, err := decodeFile(p, data)
-		objects = append(objects, objs...)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return nil
-	})
+	ignore, err := readIgnore(opts.Root)
 	if err != nil {
 		return nil, err
 	}
-	errs = append(errs, checkDuplicates(objects)...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	w := &walker{opts: opts, ignore: ignore}
+	if opts.JsonnetEntry != "" {
+		entry := path.Join(dir, filepath.ToSlash(opts.JsonnetEntry))
+		if !fs.ValidPath(entry) {
+			return nil, fmt.Errorf("jsonnet entry %q must stay inside the source", opts.JsonnetEntry)
+		}
+		w.add(renderJsonnet(opts.Root, entry, opts.Jsonnet))
+	} else if err := w.walk(dir); err != nil {
+		return nil, err
 	}
-	return &Bundle{Objects: objects}, nil
+	w.errs = append(w.errs, checkDuplicates(w.objects)...)
+	if len(w.errs) > 0 {
+		return nil, errors.Join(w.errs...)
+	}
+	return &Bundle{Objects: w.objects}, nil
 }
 
-func isManifest(name string) bool {
-	switch strings.ToLower(path.Ext(name)) {
-	case ".yaml", ".yml", ".json":
-		return true
+type walker struct {
+	opts    Options
+	ignore  gitignore.Matcher
+	objects []*Object
+	errs    []error
+}
+
+func (w *walker) add(objs []*Object, err error) {
+	w.objects = append(w.objects, objs...)
+	if err != nil {
+		w.errs = append(w.errs, err)
 	}
-	return false
+}
+
+// walk renders one folder (relative to the root).
+func (w *walker) walk(dir string) error {
+	if file := kustomizationIn(w.opts.Root, dir); file != "" {
+		w.add(renderKustomization(w.opts.Root, dir, file, w.opts))
+		return nil
+	}
+	entries, err := os.ReadDir(filepath.Join(w.opts.Root, dir))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries { // os.ReadDir sorts by name
+		rel := path.Join(dir, e.Name())
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // .git, .github and other tool files
+		}
+		isDir := e.IsDir()
+		if e.Type()&fs.ModeSymlink != 0 {
+			info, err := w.followLink(rel)
+			if err != nil {
+				w.errs = append(w.errs, &Error{Source: Source{File: rel}, Err: err})
+				continue
+			}
+			isDir = info.IsDir()
+		}
+		if w.ignore != nil && w.ignore.Match(strings.Split(rel, "/"), isDir) {
+			continue
+		}
+		if isDir {
+			if err := w.walk(rel); err != nil {
+				return err
+			}
+			continue
+		}
+		switch strings.ToLower(path.Ext(e.Name())) {
+		case ".yaml", ".yml", ".json":
+			data, err := os.ReadFile(filepath.Join(w.opts.Root, rel))
+			if err != nil {
+				return err
+			}
+			w.add(decodeFile(rel, data))
+		case ".jsonnet":
+			w.add(renderJsonnet(w.opts.Root, rel, w.opts.Jsonnet))
+		}
+	}
+	return nil
+}
+
+// followLink resolves a symbolic link, refusing one that leaves the root.
+func (w *walker) followLink(rel string) (fs.FileInfo, error) {
+	root, err := filepath.EvalSymlinks(w.opts.Root)
+	if err != nil {
+		return nil, err
+	}
+	target, err := filepath.EvalSymlinks(filepath.Join(w.opts.Root, rel))
+	if err != nil {
+		return nil, fmt.Errorf("broken symbolic link: %w", err)
+	}
+	if target != root && !strings.HasPrefix(target, root+string(filepath.Separator)) {
+		return nil, fmt.Errorf("symbolic link leaves the repository; gitk8s reads only files inside it")
+	}
+	return os.Stat(target)
+}
+
+// readIgnore reads the root's .gitk8signore, if any.
+func readIgnore(root string) (gitignore.Matcher, error) {
+	data, err := os.ReadFile(filepath.Join(root, IgnoreFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var patterns []gitignore.Pattern
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		patterns = append(patterns, gitignore.ParsePattern(line, nil))
+	}
+	return gitignore.NewMatcher(patterns), nil
 }
 
 // checkDuplicates reports every object defined more than once. Objects

@@ -1,0 +1,208 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+// kustomizationFiles are the names kustomize recognises, in its order.
+var kustomizationFiles = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+// kustomizeMu serializes builds: kustomize keeps process-wide state (its
+// OpenAPI schema cache among it) that is not safe for concurrent builds.
+var kustomizeMu sync.Mutex
+
+// ErrRemoteBase is returned for a kustomization that loads from a remote
+// repository or URL when the options do not allow it.
+var ErrRemoteBase = errors.New("remote kustomize bases are not allowed")
+
+// kustomizationIn returns the kustomization file of a directory, or "".
+func kustomizationIn(root, dir string) string {
+	for _, name := range kustomizationFiles {
+		if info, err := os.Stat(filepath.Join(root, dir, name)); err == nil && !info.IsDir() {
+			return path.Join(dir, name)
+		}
+	}
+	return ""
+}
+
+// renderKustomization builds the kustomization in dir (relative to
+// root) as `kubectl kustomize` does, with plugins and Helm off, and loads
+// confined to the repository root.
+func renderKustomization(root, dir, file string, opts Options) ([]*Object, error) {
+	src := Source{File: file}
+	if !opts.AllowRemoteBases {
+		if err := refuseRemoteBases(root, dir); err != nil {
+			return nil, &Error{Source: src, Err: err}
+		}
+	}
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	fs := confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot}
+	k := krusty.MakeKustomizer(&krusty.Options{
+		Reorder:          krusty.ReorderOptionUnspecified,
+		LoadRestrictions: types.LoadRestrictionsRootOnly,
+		PluginConfig:     types.DisabledPluginConfig(),
+	})
+	kustomizeMu.Lock()
+	resMap, err := k.Run(fs, filepath.Join(absRoot, dir))
+	kustomizeMu.Unlock()
+	if err != nil {
+		return nil, &Error{Source: src, Err: fmt.Errorf("kustomize build failed: %s", strings.ReplaceAll(err.Error(), absRoot+string(filepath.Separator), ""))}
+	}
+	var objects []*Object
+	for _, res := range resMap.Resources() {
+		data, err := res.MarshalJSON()
+		if err != nil {
+			return nil, &Error{Source: src, Err: err}
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			return nil, &Error{Source: src, Err: err}
+		}
+		if err := checkObject(u); err != nil {
+			return nil, &Error{Source: src, Object: describe(u), Err: err}
+		}
+		objects = append(objects, &Object{Object: u, Source: src})
+	}
+	return objects, nil
+}
+
+// refuseRemoteBases looks through every kustomization reachable from dir
+// for resources, bases or components that are not local paths.
+func refuseRemoteBases(root, dir string) error {
+	seen := map[string]bool{}
+	var visit func(dir string) error
+	visit = func(dir string) error {
+		if seen[dir] {
+			return nil
+		}
+		seen[dir] = true
+		file := kustomizationIn(root, dir)
+		if file == "" {
+			return nil
+		}
+		data, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil {
+			return err
+		}
+		var k struct {
+			Resources  []string `json:"resources"`
+			Bases      []string `json:"bases"`
+			Components []string `json:"components"`
+		}
+		if err := yaml.Unmarshal(data, &k); err != nil {
+			return nil // kustomize reports a broken file with its own words
+		}
+		for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
+			_, statErr := os.Stat(filepath.Join(root, dir, ref))
+			if statErr != nil && isRemote(ref) {
+				return fmt.Errorf("%s: %w: %q; vendor it into the repository, or allow remote bases for this sync", file, ErrRemoteBase, ref)
+			}
+			next := path.Clean(path.Join(dir, ref))
+			if info, err := os.Stat(filepath.Join(root, next)); err == nil && info.IsDir() {
+				if err := visit(next); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return visit(dir)
+}
+
+// isRemote tells kustomize's remote references (URLs, git hosts, scp-like
+// addresses) from local paths; it is asked only about paths that do not
+// exist in the repository.
+func isRemote(ref string) bool {
+	if strings.Contains(ref, "://") || strings.HasPrefix(ref, "git@") {
+		return true
+	}
+	switch strings.ToLower(path.Ext(ref)) {
+	case ".yaml", ".yml", ".json":
+		return false // a file name, even one that is missing
+	}
+	first, _, _ := strings.Cut(ref, "/")
+	return strings.Contains(first, ".") && first != "." && first != ".."
+}
+
+// confinedFS is the disk, read only inside root: kustomize may not follow a
+// path or symbolic link out of the repository.
+type confinedFS struct {
+	filesys.FileSystem
+	root string
+}
+
+func (c confinedFS) inside(p string) error {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			resolved = abs
+		} else {
+			return err
+		}
+	}
+	rootResolved, err := filepath.EvalSymlinks(c.root)
+	if err != nil {
+		return err
+	}
+	if resolved != rootResolved && !strings.HasPrefix(resolved, rootResolved+string(filepath.Separator)) {
+		return fmt.Errorf("%s is outside the repository; gitk8s reads only files inside it", strings.TrimPrefix(p, c.root+string(filepath.Separator)))
+	}
+	return nil
+}
+
+func (c confinedFS) Open(p string) (filesys.File, error) {
+	if err := c.inside(p); err != nil {
+		return nil, err
+	}
+	return c.FileSystem.Open(p)
+}
+
+func (c confinedFS) ReadFile(p string) ([]byte, error) {
+	if err := c.inside(p); err != nil {
+		return nil, err
+	}
+	return c.FileSystem.ReadFile(p)
+}
+
+func (c confinedFS) ReadDir(p string) ([]string, error) {
+	if err := c.inside(p); err != nil {
+		return nil, err
+	}
+	return c.FileSystem.ReadDir(p)
+}
+
+func (c confinedFS) Exists(p string) bool {
+	return c.inside(p) == nil && c.FileSystem.Exists(p)
+}
+
+func (c confinedFS) IsDir(p string) bool {
+	return c.inside(p) == nil && c.FileSystem.IsDir(p)
+}
+
+// The build never writes; refuse it so nothing in the checkout changes.
+func (c confinedFS) Create(p string) (filesys.File, error) { return nil, errReadOnly }
+func (c confinedFS) Mkdir(p string) error                  { return errReadOnly }
+func (c confinedFS) MkdirAll(p string) error               { return errReadOnly }
+func (c confinedFS) RemoveAll(p string) error              { return errReadOnly }
+func (c confinedFS) WriteFile(p string, _ []byte) error    { return errReadOnly }
+
+var errReadOnly = errors.New("the source tree is read-only")

@@ -1,0 +1,7 @@
+{
+  apiVersion: 'v1',
+  kind: 'List',
+  items: [
+    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'from-list' } },
+  ],
+}
