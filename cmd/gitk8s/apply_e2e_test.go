@@ -259,7 +259,12 @@ current-context: gone
 		name:  "removed apiVersion",
 		files: map[string]string{"cm.yaml": cm, "d.yaml": fmt.Sprintf("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old, namespace: %s}\nspec: {}\n", ns)},
 		code:  exitFailed,
-		want:  []string{"d.yaml:1: Deployment/" + ns + "/old: apiVersion extensions/v1beta1 is not served for kind Deployment", "[apps/v1]"},
+		want:  []string{"d.yaml:1: Deployment/" + ns + "/old: extensions/v1beta1 Deployment was removed in Kubernetes 1.16: use apiVersion apps/v1 (needs spec.selector", "gitk8s migrate"},
+	}, {
+		name:  "version the cluster does not serve",
+		files: map[string]string{"cm.yaml": cm, "d.yaml": fmt.Sprintf("apiVersion: apps/v1beta9\nkind: Deployment\nmetadata: {name: odd, namespace: %s}\nspec: {}\n", ns)},
+		code:  exitFailed,
+		want:  []string{"d.yaml:1: Deployment/" + ns + "/odd: apiVersion apps/v1beta9 is not served for kind Deployment", "[apps/v1]"},
 	}, {
 		name:  "namespace neither in the bundle nor in the cluster",
 		files: map[string]string{"cm.yaml": cm, "y.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"y\", namespace: nowhere-" + ns + "}\n"},

@@ -85,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newRenderCommand(stdout),
 		newApplyCommand(g, stdout, stderr),
 		newDiffCommand(g, stdout, stderr),
+		newMigrateCommand(stdout),
+		newValidateCommand(g, stdout, stderr),
 		newVersionCommand(stdout),
 	)
 	err := root.ExecuteContext(ctx)

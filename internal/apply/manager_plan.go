@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/cli-utils/pkg/object"
 
+	"github.com/gitk8s/gitk8s/internal/apiversions"
 	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/render"
 )
@@ -188,6 +189,9 @@ func (m *Manager) resolve(it *item, crds map[schema.GroupKind]bool) error {
 // apiVersion, naming the versions (of any group) where it does serve a kind
 // of that name.
 func (m *Manager) unknownKind(gvk schema.GroupVersionKind) error {
+	if r, ok := apiversions.Lookup(gvk); ok {
+		return fmt.Errorf("%s; cluster %s does not serve it", r.Message(), m.target.Name)
+	}
 	var served []string
 	_, lists, _ := m.target.Discovery.ServerGroupsAndResources()
 	for _, list := range lists {
