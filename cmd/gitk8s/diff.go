@@ -111,7 +111,12 @@ API server refuses, an unreachable cluster).`,
 // diffRevisions compares the bundle with the objects of another revision,
 // offline.
 func diffRevisions(src string, o *diffOptions, bundle *render.Bundle, masker *diff.Masker) (clusterReport, error) {
-	oldSnap, err := source.Open(src, source.Options{Ref: o.againstRef, Path: o.sync.src.path})
+	openOpts, err := o.sync.src.openOptions()
+	if err != nil {
+		return clusterReport{}, err
+	}
+	openOpts.Ref, openOpts.SemVer = o.againstRef, ""
+	oldSnap, err := source.Open(src, openOpts)
 	if err != nil {
 		return clusterReport{}, err
 	}

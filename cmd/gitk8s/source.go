@@ -1,6 +1,11 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/gitk8s/gitk8s/internal/render"
@@ -16,6 +21,14 @@ type sourceOptions struct {
 	tlas             map[string]string
 	extVars          map[string]string
 	jsonnetLibs      []string
+
+	semver         string
+	gitUsername    string
+	passwordFile   string
+	caFile         string
+	sshKeyFile     string
+	knownHostsFile string
+	gitTimeout     time.Duration
 }
 
 func (o *sourceOptions) addFlags(cmd *cobra.Command) {
@@ -26,6 +39,57 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringToStringVar(&o.tlas, "tla", nil, "jsonnet top-level argument, key=value (repeatable)")
 	cmd.Flags().StringToStringVar(&o.extVars, "ext-str", nil, "jsonnet external variable, key=value (repeatable)")
 	cmd.Flags().StringArrayVar(&o.jsonnetLibs, "jsonnet-lib", nil, "jsonnet library folder inside the source (repeatable)")
+	cmd.Flags().StringVar(&o.semver, "semver", "", "for a Git URL: the highest tag in this semver range (\">=1.2 <2\", \"~1.4\")")
+	cmd.Flags().StringVar(&o.gitUsername, "git-username", os.Getenv("GITK8S_GIT_USERNAME"), "HTTPS user name (default $GITK8S_GIT_USERNAME)")
+	cmd.Flags().StringVar(&o.passwordFile, "git-password-file", "", "file holding the HTTPS password or token (default: $GITK8S_GIT_PASSWORD)")
+	cmd.Flags().StringVar(&o.caFile, "git-ca-file", "", "PEM certificate authorities for an HTTPS Git server")
+	cmd.Flags().StringVar(&o.sshKeyFile, "ssh-key-file", "", "SSH private key (passphrase from $GITK8S_SSH_KEY_PASSPHRASE)")
+	cmd.Flags().StringVar(&o.knownHostsFile, "known-hosts-file", "", "known_hosts for SSH (default ~/.ssh/known_hosts); unknown or changed host keys are refused")
+	cmd.Flags().DurationVar(&o.gitTimeout, "git-timeout", time.Minute, "bound on each Git network operation")
+}
+
+// openOptions are the source options, credentials read from their files.
+func (o *sourceOptions) openOptions() (source.Options, error) {
+	opts := source.Options{Ref: o.ref, SemVer: o.semver, Path: o.path, Timeout: o.gitTimeout}
+	opts.Auth.Username = o.gitUsername
+	opts.Auth.Password = os.Getenv("GITK8S_GIT_PASSWORD")
+	opts.Auth.SSHKeyPassphrase = os.Getenv("GITK8S_SSH_KEY_PASSPHRASE")
+	read := func(path string, into *[]byte) error {
+		if path == "" {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		*into = data
+		return nil
+	}
+	var password []byte
+	if err := read(o.passwordFile, &password); err != nil {
+		return opts, err
+	}
+	if len(password) > 0 {
+		opts.Auth.Password = strings.TrimSpace(string(password))
+	}
+	if err := read(o.caFile, &opts.Auth.CABundle); err != nil {
+		return opts, err
+	}
+	if err := read(o.sshKeyFile, &opts.Auth.SSHKey); err != nil {
+		return opts, err
+	}
+	knownHosts := o.knownHostsFile
+	if knownHosts == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			if _, err := os.Stat(filepath.Join(home, ".ssh", "known_hosts")); err == nil {
+				knownHosts = filepath.Join(home, ".ssh", "known_hosts")
+			}
+		}
+	}
+	if err := read(knownHosts, &opts.Auth.KnownHosts); err != nil {
+		return opts, err
+	}
+	return opts, nil
 }
 
 // renderOptions are the render options for a snapshot.
@@ -40,7 +104,11 @@ func (o *sourceOptions) renderOptions(snap *source.Snapshot) render.Options {
 
 // load opens SRC and renders it. The snapshot must be closed by the caller.
 func (o *sourceOptions) load(src string) (*source.Snapshot, *render.Bundle, error) {
-	snap, err := source.Open(src, source.Options{Ref: o.ref, Path: o.path})
+	opts, err := o.openOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := source.Open(src, opts)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -47,16 +50,28 @@ func (s *Snapshot) Close() error {
 
 // Options say which revision and folder to open.
 type Options struct {
-	// Ref is a branch, tag or commit of a Git source; empty means HEAD.
+	// Ref is a branch, tag or commit of a Git source; empty means HEAD
+	// (for a remote, its default branch).
 	Ref string
+	// SemVer, for a remote, picks the highest tag in a semver range.
+	SemVer string
 	// Path is a folder inside the source.
 	Path string
+	// Auth are the credentials of a remote.
+	Auth Auth
+	// Fetcher caches remotes; nil uses one under DefaultCacheDir.
+	Fetcher *Fetcher
+	// Timeout bounds each network operation on a remote.
+	Timeout time.Duration
 }
 
 // Open opens a local directory or a local Git repository. A directory with
 // a .git folder (or a bare repository) is read at opts.Ref; any other
 // directory is read as it is.
 func Open(src string, opts Options) (*Snapshot, error) {
+	if IsRemote(src) {
+		return openRemote(src, opts)
+	}
 	info, err := os.Stat(src)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", src, err)
@@ -149,3 +164,27 @@ func writeTree(tree *object.Tree, dir string) error {
 		return out.Close()
 	})
 }
+
+// openRemote fetches a remote repository through the cache.
+func openRemote(src string, opts Options) (*Snapshot, error) {
+	f := opts.Fetcher
+	if f == nil {
+		dir, err := DefaultCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		f = NewFetcher(dir)
+	}
+	ref := Ref{SemVer: opts.SemVer}
+	if opts.SemVer == "" {
+		if fullSHA.MatchString(opts.Ref) {
+			ref.Commit = opts.Ref
+		} else {
+			ref.Name = opts.Ref
+		}
+	}
+	snap, _, err := f.Fetch(context.Background(), RemoteOptions{URL: src, Ref: ref, Path: opts.Path, Auth: opts.Auth, Timeout: opts.Timeout})
+	return snap, err
+}
+
+var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
