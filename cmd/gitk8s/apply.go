@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/source"
 )
 
 type applyOptions struct {
@@ -20,6 +24,7 @@ type applyOptions struct {
 	wait   time.Duration
 	dryRun bool
 	output string
+	watch  bool
 }
 
 func newApplyCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Command {
@@ -43,40 +48,25 @@ healthy, or a prune was refused, 2 bad input or an unreachable cluster.`,
 			if o.output != "text" && o.output != "json" {
 				return failWith(exitError, fmt.Errorf("-o %s: use text or json", o.output))
 			}
-			masker := diff.NewMasker()
-			snap, bundle, err := o.sync.src.load(args[0])
+			if !o.watch {
+				return o.applyOnce(cmd.Context(), g, args[0], stdout, stderr)
+			}
+			if source.IsRemote(args[0]) {
+				return failWith(exitError, fmt.Errorf("--watch works on a local directory, not on %s", source.Redact(args[0])))
+			}
+			if _, err := os.Stat(filepath.Join(args[0], ".git")); err == nil {
+				return failWith(exitError, fmt.Errorf("--watch reads a directory as it is on disk, but %s is a Git repository, which is read at a commit; point --watch at a folder without .git", args[0]))
+			}
+			// Apply now, then after every burst of changes; a failure is
+			// reported and the last good state stays applied.
+			_ = o.applyOnce(cmd.Context(), g, args[0], stdout, stderr)
+			fmt.Fprintf(stderr, "watching %s for changes (Ctrl-C to stop)\n", args[0])
+			err := source.Watch(cmd.Context(), args[0], 300*time.Millisecond, func() {
+				fmt.Fprintf(stderr, "change in %s: applying\n", args[0])
+				_ = o.applyOnce(cmd.Context(), g, args[0], stdout, stderr)
+			})
 			if err != nil {
 				return failWith(exitError, err)
-			}
-			defer snap.Close()
-			opts, err := o.sync.managerOptions(snap, masker)
-			if err != nil {
-				return failWith(exitError, err)
-			}
-			opts.DryRun = o.dryRun
-			opts.Wait = o.wait
-			results, err := planClusters(cmd.Context(), g, bundle, opts)
-			if err != nil {
-				return failWith(exitError, err)
-			}
-			report := applyReport{Source: snap.Origin, Revision: snap.Revision}
-			code := exitOK
-			for _, res := range results {
-				cr := newClusterReport(res)
-				code = max(code, cr.exitCode())
-				report.Clusters = append(report.Clusters, cr)
-			}
-			if o.output == "json" {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(report); err != nil {
-					return failWith(exitError, err)
-				}
-			} else {
-				printApplyText(stdout, stderr, report, o.wait > 0 && !o.dryRun, o.dryRun)
-			}
-			if code != exitOK {
-				return failWith(code, nil)
 			}
 			return nil
 		},
@@ -85,7 +75,49 @@ healthy, or a prune was refused, 2 bad input or an unreachable cluster.`,
 	cmd.Flags().DurationVar(&o.wait, "wait", 0, "wait up to this long for every object to be healthy (0: do not wait)")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "plan with server-side dry-run; write nothing")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&o.watch, "watch", false, "keep running: re-render and re-apply SRC (a local directory) whenever a file in it changes")
 	return cmd
+}
+
+// applyOnce renders, applies and prints once.
+func (o *applyOptions) applyOnce(ctx context.Context, g *globalOptions, src string, stdout, stderr io.Writer) error {
+	masker := diff.NewMasker()
+	snap, bundle, err := o.sync.src.load(src)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return failWith(exitError, nil)
+	}
+	defer snap.Close()
+	opts, err := o.sync.managerOptions(snap, masker)
+	if err != nil {
+		return failWith(exitError, err)
+	}
+	opts.DryRun = o.dryRun
+	opts.Wait = o.wait
+	results, err := planClusters(ctx, g, bundle, opts)
+	if err != nil {
+		return failWith(exitError, err)
+	}
+	report := applyReport{Source: snap.Origin, Revision: snap.Revision}
+	code := exitOK
+	for _, res := range results {
+		cr := newClusterReport(res)
+		code = max(code, cr.exitCode())
+		report.Clusters = append(report.Clusters, cr)
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return failWith(exitError, err)
+		}
+	} else {
+		printApplyText(stdout, stderr, report, o.wait > 0 && !o.dryRun, o.dryRun)
+	}
+	if code != exitOK {
+		return failWith(code, nil)
+	}
+	return nil
 }
 
 // applyReport is the result of an apply or diff, as printed with -o json.
