@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,10 @@ type httpServer struct {
 }
 
 func (u *upstream) serveHTTPS(user, password string) *httpServer {
+	return u.serveHTTPSFor(u.t, user, password)
+}
+
+func (u *upstream) serveHTTPSFor(tb testing.TB, user, password string) *httpServer {
 	s := &httpServer{}
 	backend := &cgi.Handler{
 		Path: "/usr/lib/git-core/git-http-backend",
@@ -82,7 +87,7 @@ func (u *upstream) serveHTTPS(user, password string) *httpServer {
 		}
 		backend.ServeHTTP(w, r)
 	}))
-	u.t.Cleanup(s.Close)
+	tb.Cleanup(s.Close)
 	s.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
 	return s
 }
@@ -359,5 +364,67 @@ func TestFetchSSH(t *testing.T) {
 	_, _, err = NewFetcher(t.TempDir()).Fetch(context.Background(), RemoteOptions{URL: url, Auth: Auth{KnownHosts: []byte(hostLine)}})
 	if err == nil || !strings.Contains(err.Error(), "SSH needs a private key") {
 		t.Errorf("no key: %v", err)
+	}
+}
+
+// BenchmarkUnchangedRemote is the cost of learning that a remote has not
+// moved: Resolve is one ref advertisement (what a reconcile asks first);
+// Fetch also confirms the commit is cached and writes its tree.
+func BenchmarkUnchangedRemote(b *testing.B) {
+	up := &upstream{root: b.TempDir(), work: b.TempDir()}
+	runGitB(b, up.root, "init", "-q", "--bare", "-b", "main", "repo.git")
+	runGitB(b, up.work, "init", "-q", "-b", "main")
+	runGitB(b, up.work, "remote", "add", "origin", filepath.Join(up.root, "repo.git"))
+	for i := range 200 {
+		p := filepath.Join(up.work, fmt.Sprintf("ns-%03d", i/20), fmt.Sprintf("cm-%d.yaml", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%d}\n", i)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runGitB(b, up.work, "add", ".")
+	runGitB(b, up.work, "-c", "user.name=b", "-c", "user.email=b@example.test", "commit", "-q", "-m", "x")
+	runGitB(b, up.work, "push", "-q", "origin", "main")
+	srv := up.serveHTTPSFor(b, "u", "p")
+	f := NewFetcher(b.TempDir())
+	opts := RemoteOptions{URL: srv.URL + "/repo.git", Ref: Ref{Branch: "main"}, Auth: Auth{Username: "u", Password: "p", CABundle: srv.caPEM}}
+	snap, _, err := f.Fetch(context.Background(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	snap.Close()
+	b.Run("resolve", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := f.Resolve(context.Background(), opts); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("fetch-and-checkout", func(b *testing.B) {
+		for b.Loop() {
+			snap, res, err := f.Fetch(context.Background(), opts)
+			if err != nil || res.Transferred {
+				b.Fatalf("%v %+v", err, res)
+			}
+			snap.Close()
+		}
+	})
+	srv.take()
+	if _, err := f.Resolve(context.Background(), opts); err != nil {
+		b.Fatal(err)
+	}
+	if reqs := srv.take(); len(reqs) != 1 {
+		b.Fatalf("an unchanged remote cost %v", reqs)
+	}
+}
+
+func runGitB(b *testing.B, dir string, args ...string) {
+	b.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("git %v: %v\n%s", args, err, out)
 	}
 }

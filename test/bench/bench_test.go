@@ -247,3 +247,78 @@ func TestWorkloadHasAThousandObjects(t *testing.T) {
 		t.Errorf("%d objects, want %d", n, 20*namespaces)
 	}
 }
+
+// BenchmarkKustomizeRender renders a 1,000-object kustomize overlay with
+// gitk8s and with `kubectl kustomize`, five times each, and reports the
+// ratio of the medians.
+func BenchmarkKustomizeRender(b *testing.B) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	work := b.TempDir()
+	gitk8s := filepath.Join(work, "gitk8s")
+	if out, err := exec.Command("go", "build", "-o", gitk8s, filepath.Join(root, "cmd", "gitk8s")).CombinedOutput(); err != nil {
+		b.Fatalf("build gitk8s: %v\n%s", err, out)
+	}
+	repo := filepath.Join(work, "repo")
+	writeWorkload(b, filepath.Join(repo, "base"), 0)
+	var resources strings.Builder
+	resources.WriteString("resources:\n")
+	for i := range namespaces {
+		fmt.Fprintf(&resources, "- bench-%02d.yaml\n", i)
+	}
+	files := map[string]string{
+		"base/kustomization.yaml": resources.String(),
+		"overlay/kustomization.yaml": `resources:
+- ../base
+namePrefix: prod-
+labels:
+- pairs: {env: prod}
+images:
+- name: nginx
+  newTag: "1.27.1"
+patches:
+- target: {kind: Deployment}
+  patch: |-
+    - op: replace
+      path: /spec/replicas
+      value: 2
+configMapGenerator:
+- name: overlay-settings
+  literals: [MODE=prod]
+`,
+	}
+	for name, content := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(repo, name)), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	median := func(name string, args ...string) time.Duration {
+		var times []time.Duration
+		for range 5 {
+			m := measure(b, name, args)
+			mustCode(b, name, m, 0)
+			times = append(times, m.elapsed)
+		}
+		for i := range times {
+			for j := i + 1; j < len(times); j++ {
+				if times[j] < times[i] {
+					times[i], times[j] = times[j], times[i]
+				}
+			}
+		}
+		return times[len(times)/2]
+	}
+	for b.Loop() {
+		k := median(env.Kubectl(), "kustomize", filepath.Join(repo, "overlay"))
+		g := median(gitk8s, "render", repo, "--path", "overlay")
+		ratio := g.Seconds() / k.Seconds()
+		fmt.Printf("\n%-32s %10s %10s %7s\n", "kustomize overlay, 1,001 objects", "kubectl", "gitk8s", "ratio")
+		fmt.Printf("%-32s %9.3fs %9.3fs %7.3f\n", "render (median of 5)", k.Seconds(), g.Seconds(), ratio)
+		b.ReportMetric(ratio, "kustomize-render-ratio")
+	}
+}
