@@ -94,9 +94,10 @@ func (o *applyOptions) applyOnce(ctx context.Context, g *globalOptions, src stri
 	}
 	opts.DryRun = o.dryRun
 	opts.Wait = o.wait
-	results, err := planClusters(ctx, g, bundle, opts)
+	results, placements, err := planClusters(ctx, g, bundle, opts)
 	if err != nil {
-		return failWith(exitError, err)
+		fmt.Fprintln(stderr, "error:", err)
+		return failWith(exitError, nil)
 	}
 	report := applyReport{Source: snap.Origin, Revision: snap.Revision}
 	code := exitOK
@@ -105,6 +106,7 @@ func (o *applyOptions) applyOnce(ctx context.Context, g *globalOptions, src stri
 		code = max(code, cr.exitCode())
 		report.Clusters = append(report.Clusters, cr)
 	}
+	report.Federated = federatedReports(placements, report.Clusters)
 	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -122,9 +124,10 @@ func (o *applyOptions) applyOnce(ctx context.Context, g *globalOptions, src stri
 
 // applyReport is the result of an apply or diff, as printed with -o json.
 type applyReport struct {
-	Source   string          `json:"source"`
-	Revision string          `json:"revision,omitempty"`
-	Clusters []clusterReport `json:"clusters"`
+	Source    string            `json:"source"`
+	Revision  string            `json:"revision,omitempty"`
+	Clusters  []clusterReport   `json:"clusters"`
+	Federated []federatedReport `json:"federated,omitempty"`
 }
 
 type clusterReport struct {
@@ -214,7 +217,11 @@ func (cr clusterReport) exitCode() int {
 }
 
 func printApplyText(stdout, stderr io.Writer, report applyReport, withHealth, dryRun bool) {
+	defer printFederated(stdout, report.Federated)
 	for _, cr := range report.Clusters {
+		if len(report.Clusters) > 1 {
+			fmt.Fprintf(stdout, "== cluster %s\n", cr.Cluster)
+		}
 		if cr.Error != "" {
 			fmt.Fprintf(stderr, "cluster %s: %s\n", cr.Cluster, cr.Error)
 			continue

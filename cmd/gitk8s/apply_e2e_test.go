@@ -21,7 +21,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env, 1) }
+func TestMain(m *testing.M) { testenv.Main(m, &env, 3) }
 
 // gitk8s runs the command line against the test control plane.
 func gitk8s(t *testing.T, args ...string) (stdout, stderr string, code int) {

@@ -66,13 +66,14 @@ API server refuses, an unreachable cluster).`,
 					return failWith(exitError, err)
 				}
 				opts.DryRun = true
-				results, err := planClusters(cmd.Context(), g, bundle, opts)
+				results, placements, err := planClusters(cmd.Context(), g, bundle, opts)
 				if err != nil {
 					return failWith(exitError, err)
 				}
 				for _, res := range results {
 					report.Clusters = append(report.Clusters, newClusterReport(res))
 				}
+				report.Federated = federatedReports(placements, report.Clusters)
 			}
 			switch o.output {
 			case "json":
@@ -215,6 +216,9 @@ func printDiffText(stdout, stderr io.Writer, report applyReport, color bool) {
 		if cr.Error != "" {
 			fmt.Fprintf(stderr, "cluster %s: %s\n", cr.Cluster, cr.Error)
 			continue
+		}
+		if len(report.Clusters) > 1 {
+			fmt.Fprintln(stdout, paint(colorBold, "== cluster "+cr.Cluster))
 		}
 		for _, o := range cr.Objects {
 			sign, ok := actionSigns[o.Action]

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -39,16 +41,46 @@ func failWith(code int, err error) error { return &codeError{code: code, err: er
 
 // globalOptions are the flags every command shares.
 type globalOptions struct {
-	kubeconfig string
-	contexts   []string
-	qps        float32
-	burst      int
+	kubeconfig     string
+	contexts       []string
+	clustersFile   string
+	selector       string
+	clusterTimeout time.Duration
+	qps            float32
+	burst          int
 }
 
 func (g *globalOptions) targets() ([]*cluster.Target, error) {
 	opts := cluster.DefaultOptions()
 	opts.Kubeconfig = g.kubeconfig
 	opts.QPS, opts.Burst = g.qps, g.burst
+	if g.clustersFile != "" {
+		specs, err := cluster.ReadFile(g.clustersFile)
+		if err != nil {
+			return nil, err
+		}
+		if specs, err = cluster.Select(specs, g.selector); err != nil {
+			return nil, err
+		}
+		var targets []*cluster.Target
+		for _, s := range specs {
+			if len(g.contexts) > 0 && !slices.Contains(g.contexts, s.Name) {
+				continue
+			}
+			t, err := cluster.FromSpec(opts, s)
+			if err != nil {
+				return nil, err
+			}
+			targets = append(targets, t)
+		}
+		if len(targets) == 0 {
+			return nil, fmt.Errorf("%s: no cluster named %v", g.clustersFile, g.contexts)
+		}
+		return targets, nil
+	}
+	if g.selector != "" {
+		return nil, fmt.Errorf("--selector needs --clusters FILE, where clusters have labels")
+	}
 	contexts := g.contexts
 	if len(contexts) == 0 {
 		contexts = []string{""} // the kubeconfig's current context
@@ -74,7 +106,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
-	root.PersistentFlags().StringArrayVar(&g.contexts, "context", nil, "kubeconfig context to use; repeat for several clusters (default: the current context)")
+	root.PersistentFlags().StringArrayVar(&g.contexts, "context", nil, "kubeconfig context to use; repeat for several clusters (default: the current context); with --clusters, a cluster name")
+	root.PersistentFlags().StringVar(&g.clustersFile, "clusters", "", "clusters file: names, contexts and labels of the clusters to use")
+	root.PersistentFlags().StringVarP(&g.selector, "selector", "l", "", "with --clusters: only clusters whose labels match (region=eu,tier!=dev)")
+	root.PersistentFlags().DurationVar(&g.clusterTimeout, "cluster-timeout", 10*time.Minute, "deadline of each cluster's part of a command")
 	defaults := cluster.DefaultOptions()
 	root.PersistentFlags().Float32Var(&g.qps, "qps", defaults.QPS, "client-side requests per second per cluster")
 	root.PersistentFlags().IntVar(&g.burst, "burst", defaults.Burst, "client-side request burst per cluster")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -10,7 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/federation"
 	"github.com/gitk8s/gitk8s/internal/render"
 	"github.com/gitk8s/gitk8s/internal/source"
 )
@@ -86,18 +90,55 @@ func defaultInventoryName(origin, path string) string {
 	return name
 }
 
-// planClusters runs the apply (or plan) against every target in turn.
-func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, opts apply.Options) ([]clusterResult, error) {
+// planClusters runs the apply (or plan) against every cluster at once,
+// each with its own deadline. A cluster that is not Ready is skipped, with
+// the reason, and nothing is applied or pruned there; the others go on.
+// KubeFed objects in the bundle are first expanded per cluster.
+func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, opts apply.Options) ([]clusterResult, []federation.Placement, error) {
 	targets, err := g.targets()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var results []clusterResult
-	for _, t := range targets {
-		cs, err := apply.NewManager(t, opts).Apply(ctx, bundle.Objects)
-		results = append(results, clusterResult{cluster: t.Name, changeSet: cs, err: err})
+	results := make([]clusterResult, len(targets))
+	probes := make([]cluster.Health, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() { probes[i] = cluster.Probe(ctx, t) })
 	}
-	return results, nil
+	wg.Wait()
+
+	objectsFor := map[string][]*render.Object{}
+	var placements []federation.Placement
+	if federation.HasFederated(bundle.Objects) {
+		var clusters []federation.Cluster
+		for i, t := range targets {
+			clusters = append(clusters, federation.Cluster{Name: t.Name, Labels: t.Labels, Ready: probes[i].State == cluster.Ready})
+		}
+		res, err := federation.Expand(bundle.Objects, clusters)
+		if err != nil {
+			return nil, nil, err
+		}
+		objectsFor, placements = res.PerCluster, res.Placements
+	} else {
+		for _, t := range targets {
+			objectsFor[t.Name] = bundle.Objects
+		}
+	}
+
+	for i, t := range targets {
+		results[i].cluster = t.Name
+		if probes[i].State != cluster.Ready {
+			results[i].err = fmt.Errorf("%w: %s is %s: %s; nothing was applied or pruned there", cluster.ErrNotReady, t.Name, probes[i].State, probes[i].Reason)
+			continue
+		}
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, g.clusterTimeout)
+			defer cancel()
+			results[i].changeSet, results[i].err = apply.NewManager(t, opts).Apply(cctx, objectsFor[t.Name])
+		})
+	}
+	wg.Wait()
+	return results, placements, nil
 }
 
 // clusterResult is one cluster's change set, or why there is none.

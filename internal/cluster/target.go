@@ -22,6 +22,8 @@ type Target struct {
 	Name string
 	// Server is the API server's URL.
 	Server string
+	// Labels are the cluster's labels, for selectors and placements.
+	Labels map[string]string
 	// Namespace is where namespaced objects without a namespace go: the
 	// context's namespace, or "default".
 	Namespace string

@@ -382,6 +382,36 @@ func (cp *ControlPlane) startCluster(ctx context.Context, name string, kubeconfi
 	return c, nil
 }
 
+// Cluster returns the cluster of that name, or nil.
+func (cp *ControlPlane) Cluster(name string) *Cluster {
+	for _, c := range cp.Clusters {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// StopAPIServer stops a cluster's API server, leaving its controllers and
+// data alone, as when a cluster becomes unreachable. Only a ControlPlane
+// returned by Start can restart it.
+func (cp *ControlPlane) StopAPIServer(name string) error {
+	c := cp.Cluster(name)
+	if c == nil || len(c.Processes) == 0 {
+		return fmt.Errorf("no cluster %s", name)
+	}
+	return c.Processes[0].stop()
+}
+
+// StartAPIServer starts a stopped API server again and waits until it is ready.
+func (cp *ControlPlane) StartAPIServer(ctx context.Context, name string) error {
+	c := cp.Cluster(name)
+	if c == nil || c.apiArgs == nil {
+		return fmt.Errorf("cluster %s was not started by this process", name)
+	}
+	return cp.startAPIServer(ctx, c)
+}
+
 // startAPIServer starts (or restarts) the cluster's API server and waits
 // until /readyz answers.
 func (cp *ControlPlane) startAPIServer(ctx context.Context, c *Cluster) error {

@@ -2,7 +2,10 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -73,7 +76,8 @@ type Options struct {
 
 // Wait polls the objects until all are healthy, every unhealthy one has
 // failed for good, or the timeout passes, and returns the last reading. The
-// error is for a cancelled context only; unhealthy objects are in the Result.
+// error is for a cancelled context or an unreachable cluster; unhealthy
+// objects are in the Result.
 func Wait(ctx context.Context, target *cluster.Target, resources []Resource, opts Options) (Result, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = 500 * time.Millisecond
@@ -94,11 +98,14 @@ func Wait(ctx context.Context, target *cluster.Target, resources []Resource, opt
 				continue // healthy objects are not read again
 			}
 			g.Go(func() error {
-				statuses[i] = read(gctx, target, statuses[i].Resource)
-				return nil
+				var err error
+				statuses[i], err = read(gctx, target, statuses[i].Resource)
+				return err
 			})
 		}
-		_ = g.Wait()
+		if err := g.Wait(); err != nil {
+			return Result{Objects: statuses}, err
+		}
 		if err := ctx.Err(); err != nil {
 			return Result{Objects: statuses}, err
 		}
@@ -129,7 +136,9 @@ func settled(statuses []ObjectStatus) bool {
 	return true
 }
 
-func read(ctx context.Context, target *cluster.Target, r Resource) ObjectStatus {
+// read reads one object's status. A cluster that cannot be reached is an
+// error, not an unhealthy object.
+func read(ctx context.Context, target *cluster.Target, r Resource) (ObjectStatus, error) {
 	ri := target.Dynamic.Resource(r.GVR)
 	var u *unstructured.Unstructured
 	var err error
@@ -138,14 +147,18 @@ func read(ctx context.Context, target *cluster.Target, r Resource) ObjectStatus 
 	} else {
 		u, err = ri.Get(ctx, r.ID.Name, metav1.GetOptions{})
 	}
+	var netErr net.Error
+	var urlErr *url.Error
 	switch {
 	case apierrors.IsNotFound(err):
-		return ObjectStatus{Resource: r, Status: status.NotFoundStatus, Message: "not found in the cluster"}
+		return ObjectStatus{Resource: r, Status: status.NotFoundStatus, Message: "not found in the cluster"}, nil
+	case err != nil && (errors.As(err, &netErr) || errors.As(err, &urlErr)):
+		return ObjectStatus{Resource: r, Status: status.UnknownStatus, Message: "cluster unreachable"}, fmt.Errorf("cluster %s (%s) unreachable: %w", target.Name, target.Server, err)
 	case err != nil:
-		return ObjectStatus{Resource: r, Status: status.UnknownStatus, Message: fmt.Sprintf("cannot read: %v", err)}
+		return ObjectStatus{Resource: r, Status: status.UnknownStatus, Message: fmt.Sprintf("cannot read: %v", err)}, nil
 	}
 	st, msg := Compute(u)
-	return ObjectStatus{Resource: r, Status: st, Message: msg}
+	return ObjectStatus{Resource: r, Status: st, Message: msg}, nil
 }
 
 // Compute is kstatus's status of one object, read strictly.
