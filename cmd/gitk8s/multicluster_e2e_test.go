@@ -161,6 +161,12 @@ func TestUnreachableClusterFailsOnlyItsOwnPart(t *testing.T) {
 		}
 	}
 
+	var out, errOut bytes.Buffer
+	code := run(ctx, append([]string{"status", "--kubeconfig", env.Kubeconfig}, all...), &out, &errOut)
+	if code != exitFailed || !strings.Contains(out.String(), third+"  Offline") || !strings.Contains(out.String(), s.inventory) {
+		t.Errorf("status with a cluster down: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+
 	if err := env.ControlPlane.StartAPIServer(ctx, third); err != nil {
 		t.Fatal(err)
 	}

@@ -122,6 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newDiffCommand(g, stdout, stderr),
 		newMigrateCommand(stdout),
 		newValidateCommand(g, stdout, stderr),
+		newStatusCommand(g, stdout),
 		newVersionCommand(stdout),
 	)
 	err := root.ExecuteContext(ctx)
