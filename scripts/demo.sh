@@ -17,23 +17,32 @@ else
 fi
 kubeconfig="$dir/kubeconfig"
 
-# The course examples as a Git repository: one commit of what is in the tree now.
-repo="$dir/course.git"
+# An example as a Git repository: one commit of what is in the tree now.
+example=course
+[ "$clusters" -gt 1 ] && example=federation
+repo="$dir/$example.git"
 rm -rf "$repo"
 mkdir -p "$repo"
-cp -R "$root/examples/course/." "$repo/"
+cp -R "$root/examples/$example/." "$repo/"
 git -C "$repo" init -q -b main
 git -C "$repo" add .
-git -C "$repo" -c user.name=gitk8s-demo -c user.email=demo@gitk8s.invalid commit -q -m "course manifests"
+git -C "$repo" -c user.name=gitk8s-demo -c user.email=demo@gitk8s.invalid commit -q -m "$example manifests"
 
-echo "== gitk8s apply $repo --wait 3m"
 status=0
-"$root/bin/gitk8s" apply "$repo" --kubeconfig "$kubeconfig" --wait 3m || status=$?
+if [ "$example" = course ]; then
+  echo "== gitk8s apply $repo --wait 3m"
+  "$root/bin/gitk8s" apply "$repo" --kubeconfig "$kubeconfig" --wait 3m || status=$?
+  look="$bin/kubectl get all,pvc,ingress,backups -n course"
+else
+  echo "== gitk8s apply $repo --clusters clusters.yaml --wait 3m (KubeFed format, $clusters clusters)"
+  "$root/bin/gitk8s" apply "$repo" --kubeconfig "$kubeconfig" --clusters "$root/examples/federation/clusters.yaml" --wait 3m || status=$?
+  look="$bin/kubectl --context local-3 get deploy,cm -n shop"
+fi
 
 cat <<MSG
 
-Look around:   KUBECONFIG=$kubeconfig $bin/kubectl get all,pvc,ingress,backups -n course
-Run it again:  make demo        (the second run reports every object unchanged)
+Look around:   KUBECONFIG=$kubeconfig $look
+Run it again:  make demo CLUSTERS=$clusters   (the second run reports every object unchanged)
 Stop it:       make demo-down
 MSG
 exit $status
