@@ -58,6 +58,7 @@ test: controlplane
 ## bench: gitk8s against kubectl on the same workload
 bench: build controlplane
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/multicluster/
 	$(GO) test -run '^$$' -bench UnchangedRemote -benchtime 100x ./internal/source/
 
 lint:

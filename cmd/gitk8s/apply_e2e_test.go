@@ -280,7 +280,7 @@ current-context: gone
 		files: map[string]string{"cm.yaml": cm},
 		args:  []string{"--kubeconfig", filepath.Join(unreachable, "kubeconfig")},
 		code:  exitError,
-		want:  []string{"cluster gone (https://127.0.0.1:1) unreachable"},
+		want:  []string{"cluster gone (https://127.0.0.1:1) is Offline", "nothing was applied or pruned there"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

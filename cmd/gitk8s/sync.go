@@ -128,7 +128,7 @@ func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, 
 	for i, t := range targets {
 		results[i].cluster = t.Name
 		if probes[i].State != cluster.Ready {
-			results[i].err = fmt.Errorf("%w: %s is %s: %s; nothing was applied or pruned there", cluster.ErrNotReady, t.Name, probes[i].State, probes[i].Reason)
+			results[i].err = fmt.Errorf("cluster %s (%s) is %s: %s; nothing was applied or pruned there", t.Name, t.Server, probes[i].State, probes[i].Reason)
 			continue
 		}
 		wg.Go(func() {

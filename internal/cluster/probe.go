@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -45,7 +44,7 @@ func Probe(ctx context.Context, t *Target) Health {
 	case apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) || status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return Health{State: Unauthorized, Reason: fmt.Sprintf("the API server at %s refused the credentials of context %s", t.Server, t.Name)}
 	case err != nil:
-		return Health{State: Offline, Reason: fmt.Sprintf("%s: %v", t.Server, err)}
+		return Health{State: Offline, Reason: err.Error()}
 	default:
 		return Health{State: Offline, Reason: fmt.Sprintf("%s/readyz answered %d", t.Server, status)}
 	}
@@ -98,6 +97,3 @@ func (p *Prober) State() Health {
 	defer p.mu.Unlock()
 	return p.state
 }
-
-// ErrNotReady wraps the reason a cluster was skipped.
-var ErrNotReady = errors.New("cluster not ready")

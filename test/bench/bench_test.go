@@ -1,8 +1,6 @@
-// Package bench compares gitk8s with kubectl on a course-shaped workload of
-// 1,000 objects, on the real local control plane, in one run: `make bench`.
-//
-// Each tool gets a cluster of its own (two API servers of one control plane,
-// used one after the other), so both start from the same empty state.
+// Each run gets clusters of its own (API servers of one control plane, used
+// one after the other), so every run starts from the same empty state.
+
 package bench
 
 import (
@@ -12,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,143 +29,6 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, &env, 2)
 }
 
-// Workload size: namespaces × 20 objects.
-const namespaces = 50
-
-// writeWorkload writes one file per namespace, each with 20 objects:
-// Namespace, ResourceQuota, LimitRange, ServiceAccount, Role, RoleBinding,
-// 2 ConfigMaps, 2 Secrets, 3 Deployments, 3 Services, Ingress, HPA,
-// StatefulSet and CronJob. version changes the data of both ConfigMaps of
-// the first changed namespaces: 100 changed objects over 50 namespaces.
-func writeWorkload(t testing.TB, dir string, changed int) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for i := range namespaces {
-		ns := fmt.Sprintf("bench-%02d", i)
-		version := "1"
-		if i < changed {
-			version = "2"
-		}
-		var b strings.Builder
-		doc := func(format string, args ...any) {
-			fmt.Fprintf(&b, "---\n"+format+"\n", args...)
-		}
-		doc("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}", ns)
-		doc("apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: quota, namespace: %s}\nspec:\n  hard: {pods: \"50\", requests.cpu: \"20\", requests.memory: 40Gi, limits.cpu: \"40\", limits.memory: 80Gi}", ns)
-		doc("apiVersion: v1\nkind: LimitRange\nmetadata: {name: limits, namespace: %s}\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 200m, memory: 256Mi}\n    defaultRequest: {cpu: 100m, memory: 128Mi}", ns)
-		doc("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app, namespace: %s, labels: {app: bench}}", ns)
-		doc("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: reader, namespace: %s}\nrules:\n- {apiGroups: [\"\"], resources: [configmaps], verbs: [get, list]}", ns)
-		doc("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: reader, namespace: %s}\nsubjects: [{kind: ServiceAccount, name: app, namespace: %s}]\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}", ns, ns)
-		for c := range 2 {
-			doc("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-%d, namespace: %s}\ndata: {version: \"%s\", greeting: hello}", c, ns, version)
-		}
-		for s := range 2 {
-			doc("apiVersion: v1\nkind: Secret\nmetadata: {name: secret-%d, namespace: %s}\nstringData: {password: bench-password-%d-%d}", s, ns, i, s)
-		}
-		for d := range 3 {
-			doc(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: app-%[1]d, namespace: %[2]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: app-%[1]d}}
-  template:
-    metadata: {labels: {app: app-%[1]d}}
-    spec:
-      serviceAccountName: app
-      containers:
-      - name: app
-        image: nginx:1.27
-        ports: [{containerPort: 80}]
-        readinessProbe: {httpGet: {path: /, port: 80}}`, d, ns)
-			doc("apiVersion: v1\nkind: Service\nmetadata: {name: app-%d, namespace: %s}\nspec:\n  selector: {app: app-%d}\n  ports: [{port: 80}]", d, ns, d)
-		}
-		doc(`apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: web, namespace: %s}
-spec:
-  rules:
-  - host: %s.example.test
-    http:
-      paths: [{path: /, pathType: Prefix, backend: {service: {name: app-0, port: {number: 80}}}}]`, ns, ns)
-		doc(`apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata: {name: app-0, namespace: %s}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: app-0}
-  minReplicas: 1
-  maxReplicas: 3
-  metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}}]`, ns)
-		doc(`apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db, namespace: %s}
-spec:
-  serviceName: app-2
-  replicas: 1
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      containers: [{name: db, image: postgres:16}]`, ns)
-		doc(`apiVersion: batch/v1
-kind: CronJob
-metadata: {name: report, namespace: %s}
-spec:
-  schedule: "0 3 * * *"
-  jobTemplate:
-    spec:
-      template:
-        spec:
-          restartPolicy: OnFailure
-          containers: [{name: report, image: busybox:1.36}]`, ns)
-		if err := os.WriteFile(filepath.Join(dir, ns+".yaml"), []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// measured is one timed run of a command.
-type measured struct {
-	elapsed time.Duration
-	maxRSS  int64 // kilobytes
-	code    int
-	output  string
-}
-
-func measure(t testing.TB, name string, args []string, extraEnv ...string) measured {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), extraEnv...)
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	m := measured{elapsed: time.Since(start), output: string(out)}
-	if cmd.ProcessState != nil {
-		m.code = cmd.ProcessState.ExitCode()
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			m.maxRSS = ru.Maxrss
-		}
-	} else if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return m
-}
-
-func mustCode(t testing.TB, what string, m measured, codes ...int) {
-	t.Helper()
-	for _, c := range codes {
-		if m.code == c {
-			return
-		}
-	}
-	out := m.output
-	if len(out) > 3000 {
-		out = out[len(out)-3000:]
-	}
-	t.Fatalf("%s: exit %d\n%s", what, m.code, out)
-}
-
 // BenchmarkCourseWorkload measures cold apply, no-op re-apply and a diff
 // with 100 changed objects, for gitk8s and for kubectl, and reports the
 // ratios (gitk8s time / kubectl time) and gitk8s's peak RSS.
@@ -184,7 +44,7 @@ func BenchmarkCourseWorkload(b *testing.B) {
 	}
 	kubectlBin := env.Kubectl()
 	workload := filepath.Join(work, "workload")
-	writeWorkload(b, workload, 0)
+	WriteWorkload(b, workload, 0)
 	cache := "XDG_CACHE_HOME=" + filepath.Join(work, "cache")
 	kubectlCtx, gitk8sCtx := env.Contexts[0], env.Contexts[1]
 
@@ -192,40 +52,40 @@ func BenchmarkCourseWorkload(b *testing.B) {
 	gitk8sApply := []string{"apply", workload, "--kubeconfig", env.Kubeconfig, "--context", gitk8sCtx}
 
 	for b.Loop() {
-		kCold := measure(b, kubectlBin, kubectlApply)
-		mustCode(b, "kubectl cold apply", kCold, 0)
-		gCold := measure(b, gitk8s, gitk8sApply, cache)
-		mustCode(b, "gitk8s cold apply", gCold, 0)
+		kCold := Measure(b, kubectlBin, kubectlApply)
+		MustCode(b, "kubectl cold apply", kCold, 0)
+		gCold := Measure(b, gitk8s, gitk8sApply, cache)
+		MustCode(b, "gitk8s cold apply", gCold, 0)
 
-		kNoop := measure(b, kubectlBin, kubectlApply)
-		mustCode(b, "kubectl no-op apply", kNoop, 0)
-		gNoop := measure(b, gitk8s, gitk8sApply, cache)
-		mustCode(b, "gitk8s no-op apply", gNoop, 0)
-		if !strings.Contains(gNoop.output, "1000 unchanged") {
-			b.Fatalf("gitk8s no-op apply changed something:\n%s", gNoop.output[max(0, len(gNoop.output)-500):])
+		kNoop := Measure(b, kubectlBin, kubectlApply)
+		MustCode(b, "kubectl no-op apply", kNoop, 0)
+		gNoop := Measure(b, gitk8s, gitk8sApply, cache)
+		MustCode(b, "gitk8s no-op apply", gNoop, 0)
+		if !strings.Contains(gNoop.Output, "1000 unchanged") {
+			b.Fatalf("gitk8s no-op apply changed something:\n%s", gNoop.Output[max(0, len(gNoop.Output)-500):])
 		}
 
-		writeWorkload(b, workload, namespaces) // both ConfigMaps of every namespace: 100 objects
-		kDiff := measure(b, kubectlBin, []string{"--kubeconfig", env.Kubeconfig, "--context", kubectlCtx, "diff", "--server-side", "-f", workload})
-		mustCode(b, "kubectl diff", kDiff, 1)
-		gDiff := measure(b, gitk8s, []string{"diff", workload, "--kubeconfig", env.Kubeconfig, "--context", gitk8sCtx, "--color", "never"}, cache)
-		mustCode(b, "gitk8s diff", gDiff, 1)
-		if !strings.Contains(gDiff.output, "100 to configure, 900 unchanged") {
-			b.Fatalf("gitk8s diff did not find the 100 changes:\n%s", gDiff.output[max(0, len(gDiff.output)-500):])
+		WriteWorkload(b, workload, Namespaces) // both ConfigMaps of every namespace: 100 objects
+		kDiff := Measure(b, kubectlBin, []string{"--kubeconfig", env.Kubeconfig, "--context", kubectlCtx, "diff", "--server-side", "-f", workload})
+		MustCode(b, "kubectl diff", kDiff, 1)
+		gDiff := Measure(b, gitk8s, []string{"diff", workload, "--kubeconfig", env.Kubeconfig, "--context", gitk8sCtx, "--color", "never"}, cache)
+		MustCode(b, "gitk8s diff", gDiff, 1)
+		if !strings.Contains(gDiff.Output, "100 to configure, 900 unchanged") {
+			b.Fatalf("gitk8s diff did not find the 100 changes:\n%s", gDiff.Output[max(0, len(gDiff.Output)-500):])
 		}
-		writeWorkload(b, workload, 0)
+		WriteWorkload(b, workload, 0)
 
 		rows := []struct {
 			name string
-			k, g measured
+			k, g Measured
 		}{{"cold apply", kCold, gCold}, {"no-op re-apply", kNoop, gNoop}, {"diff, 100 changed", kDiff, gDiff}}
 		fmt.Printf("\n%-20s %12s %12s %8s %14s\n", "1,000 objects", "kubectl", "gitk8s", "ratio", "gitk8s max RSS")
 		peak := int64(0)
 		for _, r := range rows {
-			ratio := r.g.elapsed.Seconds() / r.k.elapsed.Seconds()
-			fmt.Printf("%-20s %11.2fs %11.2fs %8.3f %11.1f MB\n", r.name, r.k.elapsed.Seconds(), r.g.elapsed.Seconds(), ratio, float64(r.g.maxRSS)/1024)
+			ratio := r.g.Elapsed.Seconds() / r.k.Elapsed.Seconds()
+			fmt.Printf("%-20s %11.2fs %11.2fs %8.3f %11.1f MB\n", r.name, r.k.Elapsed.Seconds(), r.g.Elapsed.Seconds(), ratio, float64(r.g.MaxRSS)/1024)
 			b.ReportMetric(ratio, strings.ReplaceAll(strings.Split(r.name, ",")[0], " ", "-")+"-ratio")
-			peak = max(peak, r.g.maxRSS)
+			peak = max(peak, r.g.MaxRSS)
 		}
 		b.ReportMetric(float64(peak)/1024, "peak-RSS-MB")
 	}
@@ -238,13 +98,13 @@ func TestWorkloadHasAThousandObjects(t *testing.T) {
 	if out := os.Getenv("GITK8S_BENCH_WORKLOAD"); out != "" {
 		dir = out // keep it, to run the tools on it by hand
 	}
-	writeWorkload(t, dir, 0)
+	WriteWorkload(t, dir, 0)
 	bundle, err := render.Render(render.Options{Root: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(bundle.Objects); n != 20*namespaces {
-		t.Errorf("%d objects, want %d", n, 20*namespaces)
+	if n := len(bundle.Objects); n != 20*Namespaces {
+		t.Errorf("%d objects, want %d", n, 20*Namespaces)
 	}
 }
 
@@ -262,10 +122,10 @@ func BenchmarkKustomizeRender(b *testing.B) {
 		b.Fatalf("build gitk8s: %v\n%s", err, out)
 	}
 	repo := filepath.Join(work, "repo")
-	writeWorkload(b, filepath.Join(repo, "base"), 0)
+	WriteWorkload(b, filepath.Join(repo, "base"), 0)
 	var resources strings.Builder
 	resources.WriteString("resources:\n")
-	for i := range namespaces {
+	for i := range Namespaces {
 		fmt.Fprintf(&resources, "- bench-%02d.yaml\n", i)
 	}
 	files := map[string]string{
@@ -300,9 +160,9 @@ configMapGenerator:
 	median := func(name string, args ...string) time.Duration {
 		var times []time.Duration
 		for range 5 {
-			m := measure(b, name, args)
-			mustCode(b, name, m, 0)
-			times = append(times, m.elapsed)
+			m := Measure(b, name, args)
+			MustCode(b, name, m, 0)
+			times = append(times, m.Elapsed)
 		}
 		for i := range times {
 			for j := i + 1; j < len(times); j++ {
