@@ -1,0 +1,140 @@
+package policy
+
+import (
+	"fmt"
+	"reflect"
+)
+
+func init() {
+	register("probe-liveness-missing", Warning, "long-running containers should have a liveness probe", func(c *Context) []Finding {
+		return probeMissing(c, "livenessProbe", "liveness", "the kubelet cannot restart it when it hangs")
+	})
+	register("probe-readiness-missing", Warning, "long-running containers should have a readiness probe", func(c *Context) []Finding {
+		return probeMissing(c, "readinessProbe", "readiness", "Services send it traffic before it can answer")
+	})
+	register("probe-port-undeclared", Error, "a probe's port must be one the container declares", checkProbePorts)
+	register("probe-liveness-equals-readiness", Warning, "liveness and readiness probes should differ", checkProbesEqual)
+	register("probe-timing", Error, "probe timings must make sense", checkProbeTiming)
+}
+
+func probeMissing(c *Context, field, name, why string) []Finding {
+	var out []Finding
+	for _, w := range workloads(c.Objects) {
+		if !w.longRunning {
+			continue
+		}
+		for _, ctr := range containers(w.spec, "containers") {
+			if _, ok := ctr[field]; !ok {
+				out = append(out, finding(w.obj,
+					fmt.Sprintf("container %s has no %s probe: %s", str(ctr, "name"), name, why),
+					fmt.Sprintf("add %s to container %s", field, str(ctr, "name"))))
+			}
+		}
+	}
+	return out
+}
+
+var probeFields = []string{"livenessProbe", "readinessProbe", "startupProbe"}
+
+// probePort returns a probe's port (number or name) and whether it has one.
+func probePort(probe map[string]any) (any, bool) {
+	for _, handler := range []string{"httpGet", "tcpSocket", "grpc"} {
+		if h := mapAt(probe, handler); h != nil {
+			p, ok := h["port"]
+			return p, ok
+		}
+	}
+	return nil, false
+}
+
+func checkProbePorts(c *Context) []Finding {
+	var out []Finding
+	for _, w := range workloads(c.Objects) {
+		for _, ctr := range append(containers(w.spec, "containers"), containers(w.spec, "initContainers")...) {
+			names, numbers := map[string]bool{}, map[int64]bool{}
+			ports, _ := ctr["ports"].([]any)
+			for _, p := range ports {
+				pm, _ := p.(map[string]any)
+				if n, ok := pm["name"].(string); ok {
+					names[n] = true
+				}
+				if n, ok := pm["containerPort"].(int64); ok {
+					numbers[n] = true
+				}
+			}
+			for _, field := range probeFields {
+				probe := mapAt(ctr, field)
+				if probe == nil {
+					continue
+				}
+				port, ok := probePort(probe)
+				if !ok {
+					continue
+				}
+				switch p := port.(type) {
+				case string:
+					if !names[p] {
+						out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s uses port %q, which the container does not name in ports", str(ctr, "name"), field, p),
+							fmt.Sprintf("add a port named %s to container %s, or probe a declared one", p, str(ctr, "name"))))
+					}
+				case int64:
+					// A numbered port need not be declared for the kubelet,
+					// but an undeclared one is usually a typo; report it
+					// only when the container declares ports at all.
+					if len(numbers) > 0 && !numbers[p] {
+						out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s uses port %d, which is not among the container's ports", str(ctr, "name"), field, p),
+							fmt.Sprintf("probe one of the declared ports, or declare %d", p)))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func checkProbesEqual(c *Context) []Finding {
+	var out []Finding
+	for _, w := range workloads(c.Objects) {
+		for _, ctr := range containers(w.spec, "containers") {
+			l, r := mapAt(ctr, "livenessProbe"), mapAt(ctr, "readinessProbe")
+			if l != nil && r != nil && reflect.DeepEqual(l, r) {
+				out = append(out, finding(w.obj, fmt.Sprintf("container %s: liveness and readiness probes are the same: a container that is only busy gets restarted instead of taken out of rotation", str(ctr, "name")),
+					"give liveness a longer period or failure threshold, or probe something more basic"))
+			}
+		}
+	}
+	return out
+}
+
+func checkProbeTiming(c *Context) []Finding {
+	var out []Finding
+	for _, w := range workloads(c.Objects) {
+		for _, ctr := range containers(w.spec, "containers") {
+			for _, field := range probeFields {
+				probe := mapAt(ctr, field)
+				if probe == nil {
+					continue
+				}
+				num := func(k string, def int64) int64 {
+					if v, ok := probe[k].(int64); ok {
+						return v
+					}
+					return def
+				}
+				name := str(ctr, "name")
+				if field != "readinessProbe" && num("successThreshold", 1) != 1 {
+					out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s.successThreshold is %d; the API requires 1 for liveness and startup probes", name, field, num("successThreshold", 1)), "set successThreshold to 1 or remove it"))
+				}
+				if period, timeout := num("periodSeconds", 10), num("timeoutSeconds", 1); timeout >= period {
+					out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s.timeoutSeconds (%d) is not below periodSeconds (%d): probes overlap", name, field, timeout, period), "make timeoutSeconds smaller than periodSeconds"))
+				}
+				for _, k := range []string{"periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"} {
+					if v, ok := probe[k].(int64); ok && v < 1 {
+						out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s.%s is %d; it must be at least 1", name, field, k, v), fmt.Sprintf("set %s to 1 or more", k)))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
