@@ -16,6 +16,7 @@ import (
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/source"
 )
 
@@ -94,7 +95,11 @@ func (o *applyOptions) applyOnce(ctx context.Context, g *globalOptions, src stri
 	}
 	opts.DryRun = o.dryRun
 	opts.Wait = o.wait
-	results, placements, err := planClusters(ctx, g, bundle, opts)
+	gate, err := o.sync.policy.config()
+	if err != nil {
+		return failWith(exitError, err)
+	}
+	results, placements, err := planClusters(ctx, g, bundle, opts, gate)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return failWith(exitError, nil)
@@ -138,9 +143,12 @@ type clusterReport struct {
 	Counts        map[string]int `json:"counts"`
 	Failed        int            `json:"failed"`
 	Unhealthy     int            `json:"unhealthy"`
-	PruneRefused  string         `json:"pruneRefused,omitempty"`
-	UnhealthyWave *int           `json:"unhealthyWave,omitempty"`
-	changes       bool
+	PruneRefused  string           `json:"pruneRefused,omitempty"`
+	UnhealthyWave *int             `json:"unhealthyWave,omitempty"`
+	Findings      []policy.Finding `json:"findings,omitempty"`
+	// Blocked is set when policy findings stopped the sync: nothing was written.
+	Blocked bool `json:"blocked,omitempty"`
+	changes bool
 }
 
 type objectReport struct {
@@ -167,7 +175,7 @@ func (o objectReport) ref() string {
 }
 
 func newClusterReport(res clusterResult) clusterReport {
-	cr := clusterReport{Cluster: res.cluster, Counts: map[string]int{}}
+	cr := clusterReport{Cluster: res.cluster, Counts: map[string]int{}, Findings: res.findings, Blocked: res.blocked}
 	if res.err != nil {
 		cr.Error = res.err.Error()
 	}
@@ -210,7 +218,7 @@ func (cr clusterReport) exitCode() int {
 	switch {
 	case cr.Error != "":
 		return exitError
-	case cr.Failed > 0 || cr.Unhealthy > 0 || cr.PruneRefused != "" || cr.UnhealthyWave != nil:
+	case cr.Blocked || cr.Failed > 0 || cr.Unhealthy > 0 || cr.PruneRefused != "" || cr.UnhealthyWave != nil:
 		return exitFailed
 	}
 	return exitOK
@@ -224,6 +232,11 @@ func printApplyText(stdout, stderr io.Writer, report applyReport, withHealth, dr
 		}
 		if cr.Error != "" {
 			fmt.Fprintf(stderr, "cluster %s: %s\n", cr.Cluster, cr.Error)
+			continue
+		}
+		printFindings(stderr, cr.Findings)
+		if cr.Blocked {
+			fmt.Fprintf(stderr, "cluster %s: policy violations: nothing was applied\n", cr.Cluster)
 			continue
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

@@ -66,7 +66,11 @@ API server refuses, an unreachable cluster).`,
 					return failWith(exitError, err)
 				}
 				opts.DryRun = true
-				results, placements, err := planClusters(cmd.Context(), g, bundle, opts)
+				gate, err := o.sync.policy.config()
+				if err != nil {
+					return failWith(exitError, err)
+				}
+				results, placements, err := planClusters(cmd.Context(), g, bundle, opts, gate)
 				if err != nil {
 					return failWith(exitError, err)
 				}
@@ -90,7 +94,7 @@ API server refuses, an unreachable cluster).`,
 			code := exitOK
 			for _, cr := range report.Clusters {
 				switch {
-				case cr.Error != "" || cr.Failed > 0:
+				case cr.Error != "" || cr.Failed > 0 || cr.Blocked:
 					code = max(code, exitError)
 				case cr.changes || cr.PruneRefused != "":
 					code = max(code, exitFailed)
@@ -219,6 +223,10 @@ func printDiffText(stdout, stderr io.Writer, report applyReport, color bool) {
 		}
 		if len(report.Clusters) > 1 {
 			fmt.Fprintln(stdout, paint(colorBold, "== cluster "+cr.Cluster))
+		}
+		printFindings(stderr, cr.Findings)
+		if cr.Blocked {
+			fmt.Fprintf(stderr, "cluster %s: policy violations: apply would write nothing\n", cr.Cluster)
 		}
 		for _, o := range cr.Objects {
 			sign, ok := actionSigns[o.Action]

@@ -54,7 +54,23 @@ func TestFederationCorpusAcrossClusters(t *testing.T) {
 	dir := writeFiles(t, files)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	var out, errOut bytes.Buffer
-	code := run(context.Background(), []string{"apply", dir, "--clusters", clustersFile(t), "--wait", "90s", "-o", "json", "--inventory", "kubefed-sample"}, &out, &errOut)
+	args := []string{"apply", dir, "--clusters", clustersFile(t), "--wait", "90s", "--inventory", "kubefed-sample"}
+
+	// KubeFed's sample binds cluster-admin: the policy gate stops the sync
+	// in every cluster before anything is written.
+	code := run(context.Background(), args, &out, &errOut)
+	if code != exitFailed || !strings.Contains(errOut.String(), "sample1/federatedclusterrolebinding.yaml:1: error rbac-cluster-admin-binding: ClusterRoleBinding/test-clusterrolebinding") ||
+		!strings.Contains(errOut.String(), "policy violations: nothing was applied") {
+		t.Fatalf("the gate did not stop the sync: exit %d\n%s", code, errOut.String())
+	}
+	if _, err := env.Client(t, env.Contexts[0]).CoreV1().Namespaces().Get(context.Background(), "test-namespace", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("a blocked sync wrote the namespace (err=%v)", err)
+	}
+
+	// This test is about federation: let the binding through as a warning.
+	out.Reset()
+	errOut.Reset()
+	code = run(context.Background(), append(args, "-o", "json", "--policy", "rbac-cluster-admin-binding=warn"), &out, &errOut)
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/federation"
+	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/render"
 	"github.com/gitk8s/gitk8s/internal/source"
 )
@@ -31,6 +32,7 @@ type syncOptions struct {
 	forceConflicts        bool
 	concurrency           int
 	noMemory              bool
+	policy                policyOptions
 }
 
 func (o *syncOptions) addFlags(cmd *cobra.Command, pruneDefault bool) {
@@ -43,6 +45,7 @@ func (o *syncOptions) addFlags(cmd *cobra.Command, pruneDefault bool) {
 	cmd.Flags().BoolVar(&o.forceConflicts, "force-conflicts", true, "take over fields other field managers own (each is reported); false makes them errors")
 	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "requests in flight per cluster (default 16)")
 	cmd.Flags().BoolVar(&o.noMemory, "no-memory", false, "do not remember what was applied; every object is dry-run")
+	o.policy.addFlags(cmd)
 }
 
 // managerOptions turns the flags into apply options.
@@ -94,7 +97,7 @@ func defaultInventoryName(origin, path string) string {
 // each with its own deadline. A cluster that is not Ready is skipped, with
 // the reason, and nothing is applied or pruned there; the others go on.
 // KubeFed objects in the bundle are first expanded per cluster.
-func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, opts apply.Options) ([]clusterResult, []federation.Placement, error) {
+func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, opts apply.Options, gate *policy.Config) ([]clusterResult, []federation.Placement, error) {
 	targets, err := g.targets()
 	if err != nil {
 		return nil, nil, err
@@ -134,6 +137,14 @@ func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, 
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, g.clusterTimeout)
 			defer cancel()
+			if gate != nil {
+				// The policy gate: a blocked sync writes nothing.
+				results[i].findings = policy.EvaluateIn(&policy.Context{Objects: objectsFor[t.Name], Live: policy.NewLive(cctx, t), DefaultNamespace: t.Namespace}, *gate)
+				if policy.Blocking(results[i].findings) {
+					results[i].blocked = true
+					return
+				}
+			}
 			results[i].changeSet, results[i].err = apply.NewManager(t, opts).Apply(cctx, objectsFor[t.Name])
 		})
 	}
@@ -146,4 +157,7 @@ type clusterResult struct {
 	cluster   string
 	changeSet *apply.ChangeSet
 	err       error
+	// findings are the policy gate's; blocked is set when they stopped the sync.
+	findings []policy.Finding
+	blocked  bool
 }

@@ -11,49 +11,70 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/gitk8s/gitk8s/internal/apiversions"
+	"github.com/gitk8s/gitk8s/internal/cluster"
+	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/render"
 )
 
-// finding is one problem validate found.
-type finding struct {
-	Rule     string `json:"rule"`
-	Severity string `json:"severity"`
-	Cluster  string `json:"cluster,omitempty"`
-	File     string `json:"file"`
-	Line     int    `json:"line,omitempty"`
-	Object   string `json:"object"`
-	Message  string `json:"message"`
-}
-
 func newValidateCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Command {
 	var src sourceOptions
+	var pol policyOptions
 	var output string
 	cmd := &cobra.Command{
 		Use:   "validate SRC",
 		Short: "Check the objects rendered from SRC before anything is applied",
-		Long: `Validate renders SRC and checks every object, offline, against the table of
-API versions Kubernetes removed; with --context it also checks that each
-cluster serves every kind at its apiVersion.
+		Long: `Validate renders SRC and runs every check gitk8s makes before an apply: API
+versions Kubernetes removed, and the policy rules (quota fit, RBAC, probes,
+secrets; see docs/policies.md). Offline it uses only the repository; with
+--context (or --clusters) it also reads each cluster: what it serves, its
+quotas' current use, the Secrets and roles that exist.
 
-Exit status: 0 no errors, 1 errors found, 2 SRC could not be read or a cluster
-not reached.`,
+Findings are grouped by file, with line numbers. -o sarif writes SARIF 2.1.0
+for GitHub code scanning.
+
+Exit status: 0 no errors (warnings allowed), 1 errors found, 2 SRC could not
+be read or a cluster not reached.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return failWith(exitError, fmt.Errorf("-o %s: use text or json", output))
+			switch output {
+			case "text", "json", "sarif":
+			default:
+				return failWith(exitError, fmt.Errorf("-o %s: use text, json or sarif", output))
 			}
 			snap, bundle, err := src.load(args[0])
 			if err != nil {
 				return failWith(exitError, err)
 			}
 			defer snap.Close()
+			cfg, err := pol.config()
+			if err != nil {
+				return failWith(exitError, err)
+			}
 			findings := removedAPIFindings(bundle)
-			for _, name := range g.contexts {
-				more, err := servedFindings(g, name, bundle)
+			online := len(g.contexts) > 0 || g.clustersFile != ""
+			if !online && cfg != nil {
+				findings = append(findings, policy.Evaluate(bundle.Objects, *cfg, nil)...)
+			}
+			if online {
+				targets, err := g.targets()
 				if err != nil {
 					return failWith(exitError, err)
 				}
-				findings = append(findings, more...)
+				for _, t := range targets {
+					more, err := servedFindings(t, bundle)
+					if err != nil {
+						return failWith(exitError, err)
+					}
+					findings = append(findings, more...)
+					if cfg != nil {
+						for _, f := range policy.EvaluateIn(&policy.Context{Objects: bundle.Objects, Live: policy.NewLive(cmd.Context(), t), DefaultNamespace: t.Namespace}, *cfg) {
+							if len(targets) > 1 {
+								f.Message = "[" + t.Name + "] " + f.Message
+							}
+							findings = append(findings, f)
+						}
+					}
+				}
 			}
 			sort.SliceStable(findings, func(i, j int) bool {
 				if findings[i].File != findings[j].File {
@@ -61,57 +82,57 @@ not reached.`,
 				}
 				return findings[i].Line < findings[j].Line
 			})
-			if output == "json" {
+			switch output {
+			case "json":
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
+				if findings == nil {
+					findings = []policy.Finding{}
+				}
 				if err := enc.Encode(map[string]any{"source": snap.Origin, "revision": snap.Revision, "findings": findings}); err != nil {
 					return failWith(exitError, err)
 				}
-			} else {
-				for _, f := range findings {
-					where := f.File
-					if f.Line > 0 {
-						where = fmt.Sprintf("%s:%d", f.File, f.Line)
-					}
-					cluster := ""
-					if f.Cluster != "" {
-						cluster = " [" + f.Cluster + "]"
-					}
-					fmt.Fprintf(stdout, "%s: %s %s%s: %s: %s\n", where, f.Severity, f.Rule, cluster, f.Object, f.Message)
+			case "sarif":
+				if err := writeSARIF(stdout, findings); err != nil {
+					return failWith(exitError, err)
 				}
-				fmt.Fprintf(stdout, "%d objects, %d findings\n", len(bundle.Objects), len(findings))
+			default:
+				printFindings(stdout, findings)
+				errors, warnings := 0, 0
+				for _, f := range findings {
+					if f.Severity == policy.Error {
+						errors++
+					} else {
+						warnings++
+					}
+				}
+				fmt.Fprintf(stdout, "%d objects: %d errors, %d warnings\n", len(bundle.Objects), errors, warnings)
 			}
-			if len(findings) > 0 {
+			if policy.Blocking(findings) {
 				return failWith(exitFailed, nil)
 			}
 			return nil
 		},
 	}
 	src.addFlags(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	pol.addFlags(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or sarif")
 	return cmd
 }
 
 // removedAPIFindings checks every object against the table of removed versions.
-func removedAPIFindings(bundle *render.Bundle) []finding {
-	var out []finding
+func removedAPIFindings(bundle *render.Bundle) []policy.Finding {
+	var out []policy.Finding
 	for _, o := range bundle.Objects {
 		if r, ok := apiversions.Lookup(o.Object.GroupVersionKind()); ok {
-			out = append(out, finding{Rule: "api-removed", Severity: "error", File: o.Source.File, Line: o.Source.Line, Object: o.Ref(), Message: r.Message()})
+			out = append(out, policy.Finding{Rule: "api-removed", Severity: policy.Error, Source: o.Source, File: o.Source.File, Line: o.Source.Line, Object: o.Ref(), Message: r.Message()})
 		}
 	}
 	return out
 }
 
 // servedFindings checks that a cluster serves every kind at its version.
-func servedFindings(g *globalOptions, context string, bundle *render.Bundle) ([]finding, error) {
-	one := *g
-	one.contexts = []string{context}
-	targets, err := one.targets()
-	if err != nil {
-		return nil, err
-	}
-	t := targets[0]
+func servedFindings(t *cluster.Target, bundle *render.Bundle) ([]policy.Finding, error) {
 	if _, err := t.Discovery.ServerVersion(); err != nil {
 		return nil, fmt.Errorf("cluster %s (%s) unreachable: %w", t.Name, t.Server, err)
 	}
@@ -123,7 +144,7 @@ func servedFindings(g *globalOptions, context string, bundle *render.Bundle) ([]
 			crds[kind+"."+group] = true
 		}
 	}
-	var out []finding
+	var out []policy.Finding
 	for _, o := range bundle.Objects {
 		gvk := o.Object.GroupVersionKind()
 		if _, removed := apiversions.Lookup(gvk); removed {
@@ -131,7 +152,7 @@ func servedFindings(g *globalOptions, context string, bundle *render.Bundle) ([]
 		}
 		_, err := t.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if meta.IsNoMatchError(err) && !crds[gvk.Kind+"."+gvk.Group] {
-			out = append(out, finding{Rule: "api-not-served", Severity: "error", Cluster: t.Name, File: o.Source.File, Line: o.Source.Line, Object: o.Ref(),
+			out = append(out, policy.Finding{Rule: "api-not-served", Severity: policy.Error, Source: o.Source, File: o.Source.File, Line: o.Source.Line, Object: o.Ref(),
 				Message: fmt.Sprintf("cluster %s does not serve %s %s; install its CRD or fix apiVersion", t.Name, gvk.GroupVersion(), gvk.Kind)})
 		} else if err != nil && !meta.IsNoMatchError(err) {
 			return nil, fmt.Errorf("cluster %s: %w", t.Name, err)

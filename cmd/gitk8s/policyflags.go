@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitk8s/gitk8s/internal/policy"
+)
+
+// policyOptions are the policy gate's flags.
+type policyOptions struct {
+	modes   map[string]string
+	exclude []string
+	off     bool
+}
+
+func (o *policyOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringToStringVar(&o.modes, "policy", nil, "rule=enforce|warn|off, repeatable (see docs/policies.md)")
+	cmd.Flags().StringArrayVar(&o.exclude, "policy-exclude-namespace", nil, "namespace the policies do not check (repeatable)")
+	cmd.Flags().BoolVar(&o.off, "no-policy", false, "skip the policy gate")
+}
+
+// config is the gate's configuration, or nil when the gate is off.
+func (o *policyOptions) config() (*policy.Config, error) {
+	if o.off {
+		return nil, nil
+	}
+	known := map[string]bool{}
+	for _, r := range policy.Rules() {
+		known[r.ID] = true
+	}
+	cfg := &policy.Config{Modes: map[string]policy.Mode{}, ExcludeNamespaces: o.exclude}
+	for id, mode := range o.modes {
+		if !known[id] {
+			return nil, fmt.Errorf("--policy %s: no such rule; the rules are listed in docs/policies.md", id)
+		}
+		switch m := policy.Mode(mode); m {
+		case policy.Enforce, policy.Warn, policy.Off:
+			cfg.Modes[id] = m
+		default:
+			return nil, fmt.Errorf("--policy %s=%s: use enforce, warn or off", id, mode)
+		}
+	}
+	return cfg, nil
+}
+
+// printFindings writes findings grouped by file, errors first in each file.
+func printFindings(w io.Writer, findings []policy.Finding) {
+	sorted := append([]policy.Finding(nil), findings...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if sorted[i].File != sorted[j].File {
+			return sorted[i].File < sorted[j].File
+		}
+		return sorted[i].Line < sorted[j].Line
+	})
+	for _, f := range sorted {
+		where := f.File
+		if f.Line > 0 {
+			where = fmt.Sprintf("%s:%d", f.File, f.Line)
+		}
+		line := fmt.Sprintf("%s: %s %s: %s: %s", where, f.Severity, f.Rule, f.Object, f.Message)
+		if f.Fix != "" {
+			line += " (fix: " + f.Fix + ")"
+		}
+		fmt.Fprintln(w, strings.TrimSpace(line))
+	}
+}

@@ -1,0 +1,88 @@
+package policy
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/gitk8s/gitk8s/internal/cluster"
+)
+
+// LiveTarget reads what a cluster holds, for rules that need it, caching
+// each read for the run.
+type LiveTarget struct {
+	Target  *cluster.Target
+	Context context.Context
+
+	mu    sync.Mutex
+	cache map[string]any
+}
+
+// NewLive returns a Live over a cluster.
+func NewLive(ctx context.Context, t *cluster.Target) *LiveTarget {
+	return &LiveTarget{Target: t, Context: ctx, cache: map[string]any{}}
+}
+
+func (l *LiveTarget) list(resource, namespace string) ([]*unstructured.Unstructured, error) {
+	key := "list/" + resource + "/" + namespace
+	l.mu.Lock()
+	if v, ok := l.cache[key]; ok {
+		l.mu.Unlock()
+		return v.([]*unstructured.Unstructured), nil
+	}
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(l.Context, 30*time.Second)
+	defer cancel()
+	list, err := l.Target.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}).Namespace(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for i := range list.Items {
+		out = append(out, &list.Items[i])
+	}
+	l.mu.Lock()
+	l.cache[key] = out
+	l.mu.Unlock()
+	return out, nil
+}
+
+// Quotas implements Live.
+func (l *LiveTarget) Quotas(namespace string) ([]*unstructured.Unstructured, error) {
+	return l.list("resourcequotas", namespace)
+}
+
+// LimitRanges implements Live.
+func (l *LiveTarget) LimitRanges(namespace string) ([]*unstructured.Unstructured, error) {
+	return l.list("limitranges", namespace)
+}
+
+// Get implements Live; a kind the cluster does not serve is not there.
+func (l *LiveTarget) Get(apiVersion, kind, namespace, name string) (*unstructured.Unstructured, error) {
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return nil, err
+	}
+	mapping, err := l.Target.Mapper.RESTMapping(gv.WithKind(kind).GroupKind(), gv.Version)
+	if err != nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(l.Context, 30*time.Second)
+	defer cancel()
+	ri := l.Target.Dynamic.Resource(mapping.Resource)
+	var u *unstructured.Unstructured
+	if mapping.Scope.Name() == "namespace" {
+		u, err = ri.Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	} else {
+		u, err = ri.Get(ctx, name, metav1.GetOptions{})
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return u, err
+}
