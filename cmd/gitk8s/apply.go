@@ -136,13 +136,13 @@ type applyReport struct {
 }
 
 type clusterReport struct {
-	Cluster       string         `json:"cluster"`
-	Error         string         `json:"error,omitempty"`
-	Inventory     string         `json:"inventory,omitempty"`
-	Objects       []objectReport `json:"objects"`
-	Counts        map[string]int `json:"counts"`
-	Failed        int            `json:"failed"`
-	Unhealthy     int            `json:"unhealthy"`
+	Cluster       string           `json:"cluster"`
+	Error         string           `json:"error,omitempty"`
+	Inventory     string           `json:"inventory,omitempty"`
+	Objects       []objectReport   `json:"objects"`
+	Counts        map[string]int   `json:"counts"`
+	Failed        int              `json:"failed"`
+	Unhealthy     int              `json:"unhealthy"`
 	PruneRefused  string           `json:"pruneRefused,omitempty"`
 	UnhealthyWave *int             `json:"unhealthyWave,omitempty"`
 	Findings      []policy.Finding `json:"findings,omitempty"`
