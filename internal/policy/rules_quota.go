@@ -466,3 +466,65 @@ func checkResourcesRequired(c *Context) []Finding {
 	}
 	return out
 }
+
+func init() {
+	register("resources-limitrange-conflict", Error, "containers must fit their namespace's LimitRange once its defaults are applied", checkLimitRangeConflicts)
+}
+
+// checkLimitRangeConflicts finds containers the API server will refuse to
+// create pods for: a request above the limit a LimitRange default gives
+// it, or outside the LimitRange's min and max. The workload itself is
+// accepted; only its pods fail.
+func checkLimitRangeConflicts(c *Context) []Finding {
+	var out []Finding
+	for _, ns := range c.namespaces() {
+		st := c.namespaceState(ns)
+		if len(st.limitRanges) == 0 {
+			continue
+		}
+		var inNS []*render.Object
+		for _, o := range c.Objects {
+			if c.namespaceOf(o) == ns {
+				inNS = append(inNS, o)
+			}
+		}
+		for _, w := range workloads(inNS) {
+			spec, err := podTemplate(w)
+			if err != nil {
+				continue
+			}
+			for _, ctr := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
+				r := withDefaults(ctr, st.limitRanges)
+				var problems []string
+				for name, req := range r.Requests {
+					if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
+						problems = append(problems, fmt.Sprintf("%s request %s is above its limit %s", name, req.String(), lim.String()))
+					}
+				}
+				for _, lr := range st.limitRanges {
+					for _, item := range lr.Spec.Limits {
+						if item.Type != corev1.LimitTypeContainer {
+							continue
+						}
+						for name, max := range item.Max {
+							if lim, ok := r.Limits[name]; ok && lim.Cmp(max) > 0 {
+								problems = append(problems, fmt.Sprintf("%s limit %s is above LimitRange %s's max %s", name, lim.String(), lr.Name, max.String()))
+							}
+						}
+						for name, min := range item.Min {
+							if req, ok := r.Requests[name]; ok && req.Cmp(min) < 0 {
+								problems = append(problems, fmt.Sprintf("%s request %s is below LimitRange %s's min %s", name, req.String(), lr.Name, min.String()))
+							}
+						}
+					}
+				}
+				if len(problems) > 0 {
+					sort.Strings(problems)
+					out = append(out, finding(w.obj, fmt.Sprintf("container %s, with the LimitRange defaults of %s applied: %s; the API server accepts the %s but refuses its pods", ctr.Name, ns, strings.Join(problems, "; "), w.obj.Object.GetKind()),
+						fmt.Sprintf("set requests and limits on container %s that fit the LimitRange", ctr.Name)))
+				}
+			}
+		}
+	}
+	return out
+}

@@ -76,6 +76,7 @@ func TestRules(t *testing.T) {
 			"quota-fit", "requests.storage 6Gi > 5Gi (by 1Gi); services.nodeports 2 > 1 (by 1)", nil},
 		{"fits", "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: shop}\nspec: {hard: {requests.cpu: '10'}}\n---\n" + deploy("      containers: [{name: app, image: x, resources: {requests: {cpu: 100m}}}]\n"), "quota-fit", "", nil},
 		{"resources a quota needs", "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: shop}\nspec: {hard: {limits.cpu: '10'}}\n---\n" + deploy("      containers: [{name: app, image: x}]\n"), "resources-required-by-quota", "container app sets no limits.cpu", nil},
+		{"request above the default limit", "apiVersion: v1\nkind: LimitRange\nmetadata: {name: l, namespace: shop}\nspec: {limits: [{type: Container, default: {cpu: 200m}}]}\n---\n" + deploy("      containers: [{name: app, image: x, resources: {requests: {cpu: 300m}}}]\n"), "resources-limitrange-conflict", "cpu request 300m is above its limit 200m", nil},
 		{"a limit range fills it", "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: shop}\nspec: {hard: {limits.cpu: '10'}}\n---\napiVersion: v1\nkind: LimitRange\nmetadata: {name: l, namespace: shop}\nspec: {limits: [{type: Container, default: {cpu: 200m}}]}\n---\n" + deploy("      containers: [{name: app, image: x}]\n"), "resources-required-by-quota", "", nil},
 	}
 	for _, tt := range tests {
