@@ -10,9 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/render"
 	"github.com/gitk8s/gitk8s/internal/testenv"
 )
@@ -181,4 +183,27 @@ configMapGenerator:
 		fmt.Printf("%-32s %9.3fs %9.3fs %7.3f\n", "render (median of 5)", k.Seconds(), g.Seconds(), ratio)
 		b.ReportMetric(ratio, "kustomize-render-ratio")
 	}
+}
+
+// BenchmarkPolicies runs every built-in rule over the 1,000-object workload,
+// offline, and reports the CPU time of one evaluation (target < 200 ms).
+func BenchmarkPolicies(b *testing.B) {
+	dir := b.TempDir()
+	WriteWorkload(b, dir, 0)
+	bundle, err := render.Render(render.Options{Root: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var before, after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	runs := 0
+	findings := 0
+	for b.Loop() {
+		findings = len(policy.Evaluate(bundle.Objects, policy.Config{}, nil))
+		runs++
+	}
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) / time.Duration(runs)
+	fmt.Printf("\npolicies over %d objects: %d findings, %.1f ms CPU per evaluation (%d runs)\n", len(bundle.Objects), findings, float64(cpu.Microseconds())/1000, runs)
+	b.ReportMetric(float64(cpu.Microseconds())/1000, "cpu-ms/op")
 }
