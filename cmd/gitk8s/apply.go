@@ -95,7 +95,7 @@ func (o *applyOptions) applyOnce(ctx context.Context, g *globalOptions, src stri
 	}
 	opts.DryRun = o.dryRun
 	opts.Wait = o.wait
-	gate, err := o.sync.policy.config()
+	gate, err := o.sync.policy.config(snap, bundle)
 	if err != nil {
 		return failWith(exitError, err)
 	}

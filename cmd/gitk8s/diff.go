@@ -66,7 +66,7 @@ API server refuses, an unreachable cluster).`,
 					return failWith(exitError, err)
 				}
 				opts.DryRun = true
-				gate, err := o.sync.policy.config()
+				gate, err := o.sync.policy.config(snap, bundle)
 				if err != nil {
 					return failWith(exitError, err)
 				}

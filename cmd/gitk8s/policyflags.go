@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitk8s/gitk8s/internal/policy"
+	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/source"
 )
 
 // policyOptions are the policy gate's flags.
@@ -24,12 +26,14 @@ func (o *policyOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.off, "no-policy", false, "skip the policy gate")
 }
 
-// config is the gate's configuration, or nil when the gate is off.
-func (o *policyOptions) config() (*policy.Config, error) {
+// config is the gate's configuration, or nil when the gate is off. The
+// admission policies come from gitk8s, the source's policies/ folder and
+// the bundle.
+func (o *policyOptions) config(snap *source.Snapshot, bundle *render.Bundle) (*policy.Config, error) {
 	if o.off {
 		return nil, nil
 	}
-	known := map[string]bool{}
+	known := map[string]bool{"admission-policy": true, "admission-policy-invalid": true}
 	for _, r := range policy.Rules() {
 		known[r.ID] = true
 	}
@@ -45,6 +49,11 @@ func (o *policyOptions) config() (*policy.Config, error) {
 			return nil, fmt.Errorf("--policy %s=%s: use enforce, warn or off", id, mode)
 		}
 	}
+	admission, err := policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Admission = admission
 	return cfg, nil
 }
 

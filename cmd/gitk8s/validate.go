@@ -46,7 +46,7 @@ be read or a cluster not reached.`,
 				return failWith(exitError, err)
 			}
 			defer snap.Close()
-			cfg, err := pol.config()
+			cfg, err := pol.config(snap, bundle)
 			if err != nil {
 				return failWith(exitError, err)
 			}

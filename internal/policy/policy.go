@@ -11,6 +11,7 @@
 package policy
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -85,6 +86,9 @@ type Config struct {
 	Modes map[string]Mode
 	// ExcludeNamespaces are not checked.
 	ExcludeNamespaces []string
+	// Admission are ValidatingAdmissionPolicies to evaluate offline (rule
+	// ids admission-policy and admission-policy-invalid).
+	Admission *AdmissionPolicies
 }
 
 // Live is what the cluster already holds, for rules that need it. Nil
@@ -163,6 +167,17 @@ func EvaluateIn(ctx *Context, cfg Config) []Finding {
 				f.Severity = Warning
 			}
 			f.File, f.Line = f.Source.File, f.Source.Line
+			out = append(out, f)
+		}
+	}
+	if cfg.Admission != nil && cfg.Modes["admission-policy"] != Off {
+		for _, f := range cfg.Admission.Evaluate(context.Background(), all) {
+			if f.Rule == "admission-policy" && !containsObject(kept, f.Source, f.Object) {
+				continue
+			}
+			if cfg.Modes[f.Rule] == Warn {
+				f.Severity = Warning
+			}
 			out = append(out, f)
 		}
 	}

@@ -199,3 +199,9 @@ func jsonType(v any) string {
 		return "number"
 	}
 }
+
+// Decode parses one YAML or JSON file's documents into objects, as Render
+// does for each file it reads; file names the source in errors.
+func Decode(file string, data []byte) ([]*Object, error) {
+	return decodeFile(file, data)
+}
