@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +25,6 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/cel/environment"
 	listersv1 "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/gitk8s/gitk8s/internal/render"
 )
@@ -44,6 +44,9 @@ type compiledPolicy struct {
 	policy    *admissionv1.ValidatingAdmissionPolicy
 	source    render.Source
 	validator validating.Validator
+	// usesNamespaceObject is set when an expression reads namespaceObject,
+	// which is then read from the cluster; otherwise it is not worth a request.
+	usesNamespaceObject bool
 }
 
 type admissionBinding struct {
@@ -84,7 +87,7 @@ func LoadAdmissionPolicies(objects []*render.Object) *AdmissionPolicies {
 				ap.Errors = append(ap.Errors, admissionError(o, "does not compile: "+strings.Join(problems, "; ")))
 				continue
 			}
-			ap.policies[p.Name] = &compiledPolicy{policy: &p, source: o.Source, validator: v}
+			ap.policies[p.Name] = &compiledPolicy{policy: &p, source: o.Source, validator: v, usesNamespaceObject: mentions(&p, "namespaceObject")}
 		case vapBindingGVK:
 			var b admissionv1.ValidatingAdmissionPolicyBinding
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object.Object, &b); err != nil {
@@ -98,6 +101,29 @@ func LoadAdmissionPolicies(objects []*render.Object) *AdmissionPolicies {
 		}
 	}
 	return ap
+}
+
+// mentions reports whether any expression of the policy names a variable.
+func mentions(p *admissionv1.ValidatingAdmissionPolicy, name string) bool {
+	var exprs []string
+	for _, v := range p.Spec.Variables {
+		exprs = append(exprs, v.Expression)
+	}
+	for _, m := range p.Spec.MatchConditions {
+		exprs = append(exprs, m.Expression)
+	}
+	for _, v := range p.Spec.Validations {
+		exprs = append(exprs, v.Expression, v.MessageExpression)
+	}
+	for _, a := range p.Spec.AuditAnnotations {
+		exprs = append(exprs, a.ValueExpression)
+	}
+	for _, e := range exprs {
+		if strings.Contains(e, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // defaultPolicy fills in what the API server defaults when it stores a
@@ -211,20 +237,43 @@ func (ap *AdmissionPolicies) Evaluate(ctx context.Context, c *Context) []Finding
 		if IsAdmissionPolicy(o.Object) {
 			continue
 		}
-		attr, versioned := c.attributesFor(o)
+		// Evaluated as a create, which needs nothing from the cluster; a
+		// policy that only handles updates gets the live object as
+		// oldObject, read only then.
+		createAttr, createVersioned := c.attributesFor(o, nil)
+		probeUpdate, _ := c.attributesFor(o, o.Object) // for matching only
+		var updateAttr admission.Attributes
+		var updateVersioned *admission.VersionedAttributes
 		for _, b := range ap.bindings {
 			cp, ok := ap.policies[b.binding.Spec.PolicyName]
 			if !ok {
 				continue
 			}
+			attr, versioned := createAttr, createVersioned
 			matches, gvr, _, err := policyMatcher.DefinitionMatches(attr, objIfaces, validating.NewValidatingAdmissionPolicyAccessor(cp.policy))
+			if err == nil && !matches && c.Live != nil {
+				if updates, _, _, _ := policyMatcher.DefinitionMatches(probeUpdate, objIfaces, validating.NewValidatingAdmissionPolicyAccessor(cp.policy)); updates {
+					if updateAttr == nil {
+						updateAttr, updateVersioned = c.attributesFor(o, c.liveObject(o))
+					}
+					if updateAttr.GetOperation() == admission.Update {
+						attr, versioned = updateAttr, updateVersioned
+						matches, gvr, _, err = policyMatcher.DefinitionMatches(attr, objIfaces, validating.NewValidatingAdmissionPolicyAccessor(cp.policy))
+					}
+				}
+			}
 			if err != nil || !matches {
 				continue
 			}
 			if matches, err := policyMatcher.BindingMatches(attr, objIfaces, validating.NewValidatingAdmissionPolicyBindingAccessor(b.binding)); err != nil || !matches {
 				continue
 			}
-			namespace := c.namespaceObject(nsLister, attr.GetNamespace())
+			var namespace *corev1.Namespace
+			if cp.usesNamespaceObject {
+				namespace = c.namespaceObject(nsLister, attr.GetNamespace())
+			} else if ns := attr.GetNamespace(); ns != "" {
+				namespace = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+			}
 			params, missing := c.paramsFor(cp.policy, b.binding, attr.GetNamespace())
 			if missing != "" {
 				if b.binding.Spec.ParamRef != nil && b.binding.Spec.ParamRef.ParameterNotFoundAction != nil && *b.binding.Spec.ParamRef.ParameterNotFoundAction == admissionv1.AllowAction {
@@ -261,8 +310,25 @@ func (ap *AdmissionPolicies) finding(o *render.Object, cp *compiledPolicy, b *ad
 		Fix:     "change the object to satisfy the policy, or the policy's binding"}
 }
 
-// attributesFor describes applying the object as an admission request.
-func (c *Context) attributesFor(o *render.Object) (admission.Attributes, *admission.VersionedAttributes) {
+// liveObject is the cluster's copy of an object, or nil.
+func (c *Context) liveObject(o *render.Object) *unstructured.Unstructured {
+	if c.Live == nil {
+		return nil
+	}
+	ns := ""
+	if c.namespaced(o) {
+		ns = c.namespaceOf(o)
+	}
+	cur, err := c.Live.Get(o.Object.GetAPIVersion(), o.Object.GetKind(), ns, o.Object.GetName())
+	if err != nil {
+		return nil
+	}
+	return cur
+}
+
+// attributesFor describes applying the object as an admission request: a
+// create, or an update of old when there is one.
+func (c *Context) attributesFor(o *render.Object, old *unstructured.Unstructured) (admission.Attributes, *admission.VersionedAttributes) {
 	obj := o.Object.DeepCopy()
 	gvk := obj.GroupVersionKind()
 	ns := ""
@@ -272,18 +338,13 @@ func (c *Context) attributesFor(o *render.Object) (admission.Attributes, *admiss
 	}
 	gvr := c.resourceFor(gvk)
 	op := admission.Create
-	var old runtime.Object
-	if c.Live != nil {
-		if live, err := c.Live.Get(obj.GetAPIVersion(), obj.GetKind(), ns, obj.GetName()); err == nil && live != nil {
-			op, old = admission.Update, live
-		}
-	}
+	var oldObj runtime.Object
 	var opts runtime.Object = &metav1.CreateOptions{}
-	if op == admission.Update {
-		opts = &metav1.UpdateOptions{}
+	if old != nil {
+		op, oldObj, opts = admission.Update, old, &metav1.UpdateOptions{}
 	}
-	attr := admission.NewAttributesRecord(obj, old, gvk, ns, obj.GetName(), gvr, "", op, opts, false, &user.DefaultInfo{Name: "gitk8s"})
-	return attr, &admission.VersionedAttributes{Attributes: attr, VersionedKind: gvk, VersionedObject: admission.NewLazyObject(obj), VersionedOldObject: admission.NewLazyObject(old)}
+	attr := admission.NewAttributesRecord(obj, oldObj, gvk, ns, obj.GetName(), gvr, "", op, opts, false, &user.DefaultInfo{Name: "gitk8s"})
+	return attr, &admission.VersionedAttributes{Attributes: attr, VersionedKind: gvk, VersionedObject: admission.NewLazyObject(obj), VersionedOldObject: admission.NewLazyObject(oldObj)}
 }
 
 // namespaced tells whether an object lives in a namespace: by the cluster's
@@ -313,42 +374,65 @@ func (c *Context) resourceFor(gvk schema.GroupVersionKind) schema.GroupVersionRe
 	return plural
 }
 
-// namespaceLister knows every namespace the objects use: from the bundle,
-// from the cluster, or, when neither has it, as the API server would make
-// it (with only its kubernetes.io/metadata.name label).
+// namespaceLister knows the namespaces the objects use: from the bundle,
+// else from the cluster, read only when a namespaceSelector asks, else as
+// the API server would make them (with only their kubernetes.io/metadata.name
+// label).
 func (c *Context) namespaceLister() listersv1.NamespaceLister {
-	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	seen := map[string]bool{}
-	addNS := func(ns *corev1.Namespace) {
-		if ns.Labels == nil {
-			ns.Labels = map[string]string{}
-		}
-		ns.Labels["kubernetes.io/metadata.name"] = ns.Name
-		seen[ns.Name] = true
-		_ = indexer.Add(ns)
-	}
+	l := &lazyNamespaces{ctx: c, known: map[string]*corev1.Namespace{}}
 	for _, o := range c.Objects {
 		if o.Object.GetKind() == "Namespace" {
 			var ns corev1.Namespace
 			if runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object.Object, &ns) == nil {
-				addNS(&ns)
+				l.add(&ns)
 			}
 		}
 	}
-	for _, o := range c.Objects {
-		name := c.namespaceOf(o)
-		if seen[name] {
-			continue
-		}
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		if c.Live != nil {
-			if live, err := c.Live.Get("v1", "Namespace", "", name); err == nil && live != nil {
-				_ = runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, ns)
-			}
-		}
-		addNS(ns)
+	return l
+}
+
+type lazyNamespaces struct {
+	ctx   *Context
+	mu    sync.Mutex
+	known map[string]*corev1.Namespace
+}
+
+func (l *lazyNamespaces) add(ns *corev1.Namespace) {
+	if ns.Labels == nil {
+		ns.Labels = map[string]string{}
 	}
-	return listersv1.NewNamespaceLister(indexer)
+	ns.Labels["kubernetes.io/metadata.name"] = ns.Name
+	l.known[ns.Name] = ns
+}
+
+// Get implements listersv1.NamespaceLister.
+func (l *lazyNamespaces) Get(name string) (*corev1.Namespace, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ns, ok := l.known[name]; ok {
+		return ns, nil
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if l.ctx.Live != nil {
+		if live, err := l.ctx.Live.Get("v1", "Namespace", "", name); err == nil && live != nil {
+			_ = runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, ns)
+		}
+	}
+	l.add(ns)
+	return ns, nil
+}
+
+// List implements listersv1.NamespaceLister over the namespaces known so far.
+func (l *lazyNamespaces) List(selector labels.Selector) ([]*corev1.Namespace, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*corev1.Namespace
+	for _, ns := range l.known {
+		if selector.Matches(labels.Set(ns.Labels)) {
+			out = append(out, ns)
+		}
+	}
+	return out, nil
 }
 
 func (c *Context) namespaceObject(l listersv1.NamespaceLister, name string) *corev1.Namespace {

@@ -52,14 +52,28 @@ func (l *LiveTarget) list(resource, namespace string) ([]*unstructured.Unstructu
 	return out, nil
 }
 
-// Quotas implements Live.
+// Quotas implements Live: one list across namespaces per run.
 func (l *LiveTarget) Quotas(namespace string) ([]*unstructured.Unstructured, error) {
-	return l.list("resourcequotas", namespace)
+	return l.inNamespace("resourcequotas", namespace)
 }
 
-// LimitRanges implements Live.
+// LimitRanges implements Live: one list across namespaces per run.
 func (l *LiveTarget) LimitRanges(namespace string) ([]*unstructured.Unstructured, error) {
-	return l.list("limitranges", namespace)
+	return l.inNamespace("limitranges", namespace)
+}
+
+func (l *LiveTarget) inNamespace(resource, namespace string) ([]*unstructured.Unstructured, error) {
+	all, err := l.list(resource, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, u := range all {
+		if u.GetNamespace() == namespace {
+			out = append(out, u)
+		}
+	}
+	return out, nil
 }
 
 // Get implements Live; a kind the cluster does not serve is not there.
