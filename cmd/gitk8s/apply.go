@@ -234,7 +234,7 @@ func printApplyText(stdout, stderr io.Writer, report applyReport, withHealth, dr
 			fmt.Fprintf(stderr, "cluster %s: %s\n", cr.Cluster, cr.Error)
 			continue
 		}
-		printFindings(stderr, cr.Findings)
+		printFindingsBrief(stderr, cr.Findings)
 		if cr.Blocked {
 			fmt.Fprintf(stderr, "cluster %s: policy violations: nothing was applied\n", cr.Cluster)
 			continue

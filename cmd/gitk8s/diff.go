@@ -224,7 +224,7 @@ func printDiffText(stdout, stderr io.Writer, report applyReport, color bool) {
 		if len(report.Clusters) > 1 {
 			fmt.Fprintln(stdout, paint(colorBold, "== cluster "+cr.Cluster))
 		}
-		printFindings(stderr, cr.Findings)
+		printFindingsBrief(stderr, cr.Findings)
 		if cr.Blocked {
 			fmt.Fprintf(stderr, "cluster %s: policy violations: apply would write nothing\n", cr.Cluster)
 		}

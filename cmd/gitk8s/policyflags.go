@@ -57,6 +57,32 @@ func (o *policyOptions) config(snap *source.Snapshot, bundle *render.Bundle) (*p
 	return cfg, nil
 }
 
+// maxWarnings is how many warnings apply and diff print before they
+// summarize the rest; validate prints them all.
+const maxWarnings = 10
+
+// printFindingsBrief writes every error and the first warnings, then how
+// many warnings it left out.
+func printFindingsBrief(w io.Writer, findings []policy.Finding) {
+	var shown []policy.Finding
+	hidden := 0
+	warnings := 0
+	for _, f := range findings {
+		if f.Severity == policy.Warning {
+			warnings++
+			if warnings > maxWarnings {
+				hidden++
+				continue
+			}
+		}
+		shown = append(shown, f)
+	}
+	printFindings(w, shown)
+	if hidden > 0 {
+		fmt.Fprintf(w, "… and %d more policy warnings; `gitk8s validate` lists them all\n", hidden)
+	}
+}
+
 // printFindings writes findings grouped by file, errors first in each file.
 func printFindings(w io.Writer, findings []policy.Finding) {
 	sorted := append([]policy.Finding(nil), findings...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -137,20 +138,42 @@ func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, 
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, g.clusterTimeout)
 			defer cancel()
+			clusterOpts := opts
+			var gateDone chan struct{}
 			if gate != nil {
-				// The policy gate: a blocked sync writes nothing.
-				results[i].findings = policy.EvaluateIn(&policy.Context{Objects: objectsFor[t.Name], Live: policy.NewLive(cctx, t), DefaultNamespace: t.Namespace}, *gate)
-				if policy.Blocking(results[i].findings) {
-					results[i].blocked = true
-					return
+				// The policy gate runs while the plan reads and dry-runs;
+				// the first write waits for it, and a blocked sync writes
+				// nothing.
+				gateDone = make(chan struct{})
+				go func() {
+					defer close(gateDone)
+					results[i].findings = policy.EvaluateIn(&policy.Context{Objects: objectsFor[t.Name], Live: policy.NewLive(cctx, t), DefaultNamespace: t.Namespace}, *gate)
+				}()
+				clusterOpts.BeforeWrite = func(ctx context.Context) error {
+					select {
+					case <-gateDone:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					if policy.Blocking(results[i].findings) {
+						return errPolicyBlocked
+					}
+					return nil
 				}
 			}
-			results[i].changeSet, results[i].err = apply.NewManager(t, opts).Apply(cctx, objectsFor[t.Name])
+			results[i].changeSet, results[i].err = apply.NewManager(t, clusterOpts).Apply(cctx, objectsFor[t.Name])
+			if gateDone != nil {
+				<-gateDone
+				results[i].blocked = policy.Blocking(results[i].findings)
+			}
 		})
 	}
 	wg.Wait()
 	return results, placements, nil
 }
+
+// errPolicyBlocked stops an apply whose objects break an enforced policy.
+var errPolicyBlocked = errors.New("policy violations: nothing was applied")
 
 // clusterResult is one cluster's change set, or why there is none.
 type clusterResult struct {

@@ -96,12 +96,15 @@ type ChangeSet struct {
 	PruneRefused error
 	// UnhealthyWave is set when a health gate failed: later waves were not applied.
 	UnhealthyWave *int
+	// Blocked is why Options.BeforeWrite stopped the apply before its first
+	// write; every object is then Skipped.
+	Blocked error
 }
 
 // Failed reports whether any object failed, a health gate failed or a
 // prune was refused.
 func (cs *ChangeSet) Failed() bool {
-	if cs.PruneRefused != nil || cs.UnhealthyWave != nil {
+	if cs.PruneRefused != nil || cs.UnhealthyWave != nil || cs.Blocked != nil {
 		return true
 	}
 	for _, e := range cs.Entries {

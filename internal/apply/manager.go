@@ -89,6 +89,8 @@ type run struct {
 	// parentWritten is set once the inventory lists every kind and
 	// namespace this run may write to.
 	parentWritten bool
+	// cleared is set once Options.BeforeWrite allowed writing.
+	cleared bool
 	// prunes are the inventory members no longer rendered.
 	prunes []*pruneItem
 }

@@ -93,6 +93,13 @@ func (r *run) gate(ctx context.Context, items []*item, timeout time.Duration) (b
 // waits for any CRD among them to be Established. The inventory parent is
 // brought up to date before the first write of a run.
 func (r *run) write(ctx context.Context, items []*item) error {
+	if !r.cleared && r.opts.BeforeWrite != nil {
+		if err := r.opts.BeforeWrite(ctx); err != nil {
+			r.cs.Blocked = err
+			return nil
+		}
+	}
+	r.cleared = true
 	if err := r.ensureParent(ctx); err != nil {
 		return err
 	}

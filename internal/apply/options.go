@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"context"
 	"time"
 
 	"github.com/gitk8s/gitk8s/internal/diff"
@@ -60,6 +61,11 @@ type Options struct {
 	Memory Memory
 	// Masker masks Secret values in diffs and errors; nil makes one.
 	Masker *diff.Masker
+	// BeforeWrite, when set, is called once before the first write of an
+	// apply; an error stops the apply there: nothing is written (see
+	// ChangeSet.Blocked). Checks such as the policy gate run in it, so
+	// that they overlap with the reads and dry-runs of the plan.
+	BeforeWrite func(context.Context) error
 }
 
 // InventoryOptions name the ApplySet parent Secret.

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -108,10 +109,36 @@ type Context struct {
 	Live    Live
 	// DefaultNamespace is where objects without a namespace go.
 	DefaultNamespace string
+
+	indexOnce sync.Once
+	nsOf      map[*render.Object]string
+	byNS      map[string][]*render.Object
+}
+
+func (c *Context) index() {
+	c.indexOnce.Do(func() {
+		c.nsOf = make(map[*render.Object]string, len(c.Objects))
+		c.byNS = map[string][]*render.Object{}
+		for _, o := range c.Objects {
+			ns := o.Object.GetNamespace()
+			if ns == "" {
+				ns = c.DefaultNamespace
+				if ns == "" {
+					ns = "default"
+				}
+			}
+			c.nsOf[o] = ns
+			c.byNS[ns] = append(c.byNS[ns], o)
+		}
+	})
 }
 
 // namespaceOf is an object's namespace, defaulted.
 func (c *Context) namespaceOf(o *render.Object) string {
+	c.index()
+	if ns, ok := c.nsOf[o]; ok {
+		return ns
+	}
 	if ns := o.Object.GetNamespace(); ns != "" {
 		return ns
 	}
@@ -119,6 +146,13 @@ func (c *Context) namespaceOf(o *render.Object) string {
 		return c.DefaultNamespace
 	}
 	return "default"
+}
+
+// objectsIn returns the objects whose (defaulted) namespace is ns,
+// cluster-scoped ones included under the default namespace's name.
+func (c *Context) objectsIn(ns string) []*render.Object {
+	c.index()
+	return c.byNS[ns]
 }
 
 // find returns the bundle's object of a kind and name.
@@ -143,12 +177,12 @@ func EvaluateIn(ctx *Context, cfg Config) []Finding {
 	for _, ns := range cfg.ExcludeNamespaces {
 		excluded[ns] = true
 	}
-	var kept []*render.Object
+	kept := map[string]bool{}
 	for _, o := range ctx.Objects {
 		if o.Object.GetNamespace() != "" && excluded[o.Object.GetNamespace()] {
 			continue
 		}
-		kept = append(kept, o)
+		kept[objectKey(o.Source, o.Ref())] = true
 	}
 	all := &Context{Objects: ctx.Objects, Live: ctx.Live, DefaultNamespace: ctx.DefaultNamespace}
 	var out []Finding
@@ -158,7 +192,7 @@ func EvaluateIn(ctx *Context, cfg Config) []Finding {
 			continue
 		}
 		for _, f := range r.check(all) {
-			if !containsObject(kept, f.Source, f.Object) {
+			if !kept[objectKey(f.Source, f.Object)] {
 				continue
 			}
 			f.Rule = r.ID
@@ -172,7 +206,7 @@ func EvaluateIn(ctx *Context, cfg Config) []Finding {
 	}
 	if cfg.Admission != nil && cfg.Modes["admission-policy"] != Off {
 		for _, f := range cfg.Admission.Evaluate(context.Background(), all) {
-			if f.Rule == "admission-policy" && !containsObject(kept, f.Source, f.Object) {
+			if f.Rule == "admission-policy" && !kept[objectKey(f.Source, f.Object)] {
 				continue
 			}
 			if cfg.Modes[f.Rule] == Warn {
@@ -194,13 +228,8 @@ func EvaluateIn(ctx *Context, cfg Config) []Finding {
 	return out
 }
 
-func containsObject(objects []*render.Object, src render.Source, ref string) bool {
-	for _, o := range objects {
-		if o.Source == src && o.Ref() == ref {
-			return true
-		}
-	}
-	return false
+func objectKey(src render.Source, ref string) string {
+	return src.String() + "|" + ref
 }
 
 // applySkips drops findings an object skips with a reason, and reports

@@ -43,10 +43,7 @@ type namespaceState struct {
 
 func (c *Context) namespaceState(ns string) namespaceState {
 	var st namespaceState
-	for _, o := range c.Objects {
-		if c.namespaceOf(o) != ns {
-			continue
-		}
+	for _, o := range c.objectsIn(ns) {
 		switch o.Object.GetKind() {
 		case "ResourceQuota":
 			var q corev1.ResourceQuota
@@ -207,8 +204,8 @@ func (c *Context) podCount(w workload) int64 {
 		return 1 // one per node; without the node count, one
 	}
 	n := replicas()
-	for _, h := range c.Objects {
-		if h.Object.GetKind() != "HorizontalPodAutoscaler" || c.namespaceOf(h) != c.namespaceOf(w.obj) {
+	for _, h := range c.objectsIn(c.namespaceOf(w.obj)) {
+		if h.Object.GetKind() != "HorizontalPodAutoscaler" {
 			continue
 		}
 		kind, _, _ := unstructured.NestedString(h.Object.Object, "spec", "scaleTargetRef", "kind")
@@ -240,7 +237,7 @@ func (c *Context) podCount(w workload) int64 {
 }
 
 // usageOf is what the objects of a namespace count toward its quotas.
-func (c *Context) usageOf(objects []*render.Object, ns string, lrs []*corev1.LimitRange) corev1.ResourceList {
+func (c *Context) usageOf(ns string, lrs []*corev1.LimitRange) corev1.ResourceList {
 	used := corev1.ResourceList{}
 	add := func(name corev1.ResourceName, q resource.Quantity) {
 		cur := used[name]
@@ -249,8 +246,8 @@ func (c *Context) usageOf(objects []*render.Object, ns string, lrs []*corev1.Lim
 	}
 	one := resource.MustParse("1")
 	var inNS []*render.Object
-	for _, o := range objects {
-		if c.namespaceOf(o) == ns && o.Object.GetKind() != "Namespace" {
+	for _, o := range c.objectsIn(ns) {
+		if o.Object.GetKind() != "Namespace" {
 			inNS = append(inNS, o)
 		}
 	}
@@ -328,11 +325,11 @@ func checkQuotaFit(c *Context) []Finding {
 		if len(st.quotas) == 0 {
 			continue
 		}
-		planned := c.usageOf(c.Objects, ns, st.limitRanges)
+		planned := c.usageOf(ns, st.limitRanges)
+		// What the objects being replaced use now is read from the cluster
+		// only when it matters: when live use plus the plan is over a limit.
 		var replaced corev1.ResourceList
-		if st.live {
-			replaced = c.liveUsageOfReplaced(ns, st.limitRanges)
-		}
+		replacedRead := false
 		for _, q := range st.quotas {
 			var over []string
 			for name, hard := range q.Spec.Hard {
@@ -344,6 +341,9 @@ func checkQuotaFit(c *Context) []Finding {
 				if st.live {
 					if used, ok := q.Status.Used[name]; ok {
 						total.Add(used)
+					}
+					if total.Cmp(hard) > 0 && !replacedRead {
+						replaced, replacedRead = c.liveUsageOfReplaced(ns, st.limitRanges), true
 					}
 					if r, ok := replaced[name]; ok {
 						total.Sub(r)
@@ -396,7 +396,7 @@ func (c *Context) liveUsageOfReplaced(ns string, lrs []*corev1.LimitRange) corev
 		}
 	}
 	sub := &Context{Objects: existing, DefaultNamespace: c.DefaultNamespace}
-	return sub.usageOf(existing, ns, lrs)
+	return sub.usageOf(ns, lrs)
 }
 
 func (c *Context) namespaces() []string {
@@ -431,13 +431,7 @@ func checkResourcesRequired(c *Context) []Finding {
 		if len(constrained) == 0 {
 			continue
 		}
-		var inNS []*render.Object
-		for _, o := range c.Objects {
-			if c.namespaceOf(o) == ns {
-				inNS = append(inNS, o)
-			}
-		}
-		for _, w := range workloads(inNS) {
+		for _, w := range workloads(c.objectsIn(ns)) {
 			spec, err := podTemplate(w)
 			if err != nil {
 				continue
@@ -482,13 +476,7 @@ func checkLimitRangeConflicts(c *Context) []Finding {
 		if len(st.limitRanges) == 0 {
 			continue
 		}
-		var inNS []*render.Object
-		for _, o := range c.Objects {
-			if c.namespaceOf(o) == ns {
-				inNS = append(inNS, o)
-			}
-		}
-		for _, w := range workloads(inNS) {
+		for _, w := range workloads(c.objectsIn(ns)) {
 			spec, err := podTemplate(w)
 			if err != nil {
 				continue
