@@ -431,32 +431,25 @@ func checkResourcesRequired(c *Context) []Finding {
 		if len(constrained) == 0 {
 			continue
 		}
-		for _, w := range workloads(c.objectsIn(ns)) {
-			spec, err := podTemplate(w)
-			if err != nil {
-				continue
-			}
-			for _, ctr := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
-				r := withDefaults(ctr, st.limitRanges)
-				var missing []string
-				for key := range constrained {
-					field, res, _ := strings.Cut(key, ".")
-					list := r.Requests
-					if field == "limits" {
-						list = r.Limits
-					}
-					if _, ok := list[corev1.ResourceName(res)]; !ok {
-						missing = append(missing, key)
-					}
+		c.eachContainer(ns, st.limitRanges, func(w workload, ctr corev1.Container, r corev1.ResourceRequirements) {
+			var missing []string
+			for key := range constrained {
+				field, res, _ := strings.Cut(key, ".")
+				list := r.Requests
+				if field == "limits" {
+					list = r.Limits
 				}
-				if len(missing) > 0 {
-					sort.Strings(missing)
-					out = append(out, finding(w.obj, fmt.Sprintf("container %s sets no %s, which a ResourceQuota in %s constrains, and no LimitRange gives a default: the API server accepts the %s but never creates its pods",
-						ctr.Name, strings.Join(missing, ", "), ns, w.obj.Object.GetKind()),
-						fmt.Sprintf("set %s on container %s, or add a LimitRange with defaults", strings.Join(missing, " and "), ctr.Name)))
+				if _, ok := list[corev1.ResourceName(res)]; !ok {
+					missing = append(missing, key)
 				}
 			}
-		}
+			if len(missing) > 0 {
+				sort.Strings(missing)
+				out = append(out, finding(w.obj, fmt.Sprintf("container %s sets no %s, which a ResourceQuota in %s constrains, and no LimitRange gives a default: the API server accepts the %s but never creates its pods",
+					ctr.Name, strings.Join(missing, ", "), ns, w.obj.Object.GetKind()),
+					fmt.Sprintf("set %s on container %s, or add a LimitRange with defaults", strings.Join(missing, " and "), ctr.Name)))
+			}
+		})
 	}
 	return out
 }
@@ -476,43 +469,51 @@ func checkLimitRangeConflicts(c *Context) []Finding {
 		if len(st.limitRanges) == 0 {
 			continue
 		}
-		for _, w := range workloads(c.objectsIn(ns)) {
-			spec, err := podTemplate(w)
-			if err != nil {
-				continue
-			}
-			for _, ctr := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
-				r := withDefaults(ctr, st.limitRanges)
-				var problems []string
-				for name, req := range r.Requests {
-					if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
-						problems = append(problems, fmt.Sprintf("%s request %s is above its limit %s", name, req.String(), lim.String()))
-					}
+		c.eachContainer(ns, st.limitRanges, func(w workload, ctr corev1.Container, r corev1.ResourceRequirements) {
+			var problems []string
+			for name, req := range r.Requests {
+				if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
+					problems = append(problems, fmt.Sprintf("%s request %s is above its limit %s", name, req.String(), lim.String()))
 				}
-				for _, lr := range st.limitRanges {
-					for _, item := range lr.Spec.Limits {
-						if item.Type != corev1.LimitTypeContainer {
-							continue
+			}
+			for _, lr := range st.limitRanges {
+				for _, item := range lr.Spec.Limits {
+					if item.Type != corev1.LimitTypeContainer {
+						continue
+					}
+					for name, max := range item.Max {
+						if lim, ok := r.Limits[name]; ok && lim.Cmp(max) > 0 {
+							problems = append(problems, fmt.Sprintf("%s limit %s is above LimitRange %s's max %s", name, lim.String(), lr.Name, max.String()))
 						}
-						for name, max := range item.Max {
-							if lim, ok := r.Limits[name]; ok && lim.Cmp(max) > 0 {
-								problems = append(problems, fmt.Sprintf("%s limit %s is above LimitRange %s's max %s", name, lim.String(), lr.Name, max.String()))
-							}
-						}
-						for name, min := range item.Min {
-							if req, ok := r.Requests[name]; ok && req.Cmp(min) < 0 {
-								problems = append(problems, fmt.Sprintf("%s request %s is below LimitRange %s's min %s", name, req.String(), lr.Name, min.String()))
-							}
+					}
+					for name, min := range item.Min {
+						if req, ok := r.Requests[name]; ok && req.Cmp(min) < 0 {
+							problems = append(problems, fmt.Sprintf("%s request %s is below LimitRange %s's min %s", name, req.String(), lr.Name, min.String()))
 						}
 					}
 				}
-				if len(problems) > 0 {
-					sort.Strings(problems)
-					out = append(out, finding(w.obj, fmt.Sprintf("container %s, with the LimitRange defaults of %s applied: %s; the API server accepts the %s but refuses its pods", ctr.Name, ns, strings.Join(problems, "; "), w.obj.Object.GetKind()),
-						fmt.Sprintf("set requests and limits on container %s that fit the LimitRange", ctr.Name)))
-				}
 			}
-		}
+			if len(problems) > 0 {
+				sort.Strings(problems)
+				out = append(out, finding(w.obj, fmt.Sprintf("container %s, with the LimitRange defaults of %s applied: %s; the API server accepts the %s but refuses its pods", ctr.Name, ns, strings.Join(problems, "; "), w.obj.Object.GetKind()),
+					fmt.Sprintf("set requests and limits on container %s that fit the LimitRange", ctr.Name)))
+			}
+		})
 	}
 	return out
+}
+
+// eachContainer calls fn for every container (init containers first) of
+// every workload in a namespace, with the LimitRange defaults applied to
+// its requests and limits.
+func (c *Context) eachContainer(ns string, lrs []*corev1.LimitRange, fn func(workload, corev1.Container, corev1.ResourceRequirements)) {
+	for _, w := range workloads(c.objectsIn(ns)) {
+		spec, err := podTemplate(w)
+		if err != nil {
+			continue
+		}
+		for _, ctr := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
+			fn(w, ctr, withDefaults(ctr, lrs))
+		}
+	}
 }
