@@ -123,6 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newMigrateCommand(stdout),
 		newValidateCommand(g, stdout, stderr),
 		newStatusCommand(g, stdout),
+		newDaemonCommand(g, stderr),
 		newVersionCommand(stdout),
 	)
 	err := root.ExecuteContext(ctx)

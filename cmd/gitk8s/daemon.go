@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitk8s/gitk8s/internal/daemon"
+)
+
+func newDaemonCommand(g *globalOptions, stderr io.Writer) *cobra.Command {
+	var configPath, cacheDir, logFormat string
+	cmd := &cobra.Command{
+		Use:   "daemon --config FILE",
+		Short: "Keep clusters converged on Git (see docs/configuration.md)",
+		Long: `Daemon reads a configuration of clusters and syncs and, per sync, on its
+interval asks the remote for the revision; only when it moved does it render,
+check policies, apply, prune and wait for health, as gitk8s apply does. It
+runs until it is stopped (SIGTERM or Ctrl-C); an invalid configuration is
+refused at start with every problem named.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configPath == "" {
+				return failWith(exitError, fmt.Errorf("--config is required"))
+			}
+			cfg, err := daemon.LoadConfig(configPath)
+			if err != nil {
+				return failWith(exitError, err)
+			}
+			var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+			if logFormat == "json" {
+				handler = slog.NewJSONHandler(stderr, nil)
+			}
+			d, err := daemon.New(cfg, daemon.Options{GitCacheDir: cacheDir, Logger: slog.New(handler), Kubeconfig: g.kubeconfig})
+			if err != nil {
+				return failWith(exitError, err)
+			}
+			return d.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file")
+	cmd.Flags().StringVar(&cacheDir, "git-cache-dir", "", "where remote repositories are cached (default: the user's cache directory)")
+	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
+	return cmd
+}

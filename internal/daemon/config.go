@@ -1,0 +1,190 @@
+// Package daemon keeps clusters converged on Git: per sync and interval (or
+// when triggered) it asks the remote for the revision, and only when it
+// moved renders, checks policies, plans, applies, prunes and waits for
+// health — the same pipeline the CLI drives. It records a status per sync.
+//
+// This is the reconcile loop; webhooks, drift watches, metrics, the status
+// page and leader election are not built yet.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the daemon's configuration file (docs/configuration.md).
+type Config struct {
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
+	Clusters   []ClusterConfig `json:"clusters"`
+	Syncs      []SyncConfig    `json:"syncs"`
+	// Concurrency bounds how many syncs run at once (default 4).
+	Concurrency int `json:"concurrency,omitempty"`
+}
+
+// ClusterConfig names a cluster and how to reach it.
+type ClusterConfig struct {
+	Name       string            `json:"name"`
+	Kubeconfig KubeconfigRef     `json:"kubeconfig"`
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// KubeconfigRef is a kubeconfig context (in the default or a given file)
+// or the in-cluster service account.
+type KubeconfigRef struct {
+	Context   string `json:"context,omitempty"`
+	Path      string `json:"path,omitempty"`
+	InCluster bool   `json:"inCluster,omitempty"`
+}
+
+// SyncConfig is one source kept applied to some clusters.
+type SyncConfig struct {
+	Name            string                `json:"name"`
+	Source          SourceConfig          `json:"source"`
+	Clusters        []string              `json:"clusters,omitempty"`
+	ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
+	// Namespace is the default for namespaced objects without one.
+	Namespace string `json:"namespace,omitempty"`
+	Prune     bool   `json:"prune,omitempty"`
+	Wait      struct {
+		Timeout Duration `json:"timeout,omitempty"`
+	} `json:"wait,omitempty"`
+	// Suspend stops reconciling the sync until it is set false again.
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// SourceConfig is where a sync's manifests come from.
+type SourceConfig struct {
+	URL      string   `json:"url"`
+	Path     string   `json:"path,omitempty"`
+	Ref      RefSpec  `json:"ref,omitempty"`
+	Interval Duration `json:"interval,omitempty"`
+}
+
+// RefSpec selects a revision; at most one field is set.
+type RefSpec struct {
+	Branch string `json:"branch,omitempty"`
+	Tag    string `json:"tag,omitempty"`
+	SemVer string `json:"semver,omitempty"`
+	Commit string `json:"commit,omitempty"`
+}
+
+// Duration is a time.Duration written as "1m30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads "1m30s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration such as \"1m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// LoadConfig reads and checks a configuration file; every problem is named.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var cfg Config
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if errs := cfg.validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %w", path, errors.Join(errs...))
+	}
+	return &cfg, nil
+}
+
+func (c *Config) validate() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.APIVersion != "gitk8s.io/v1alpha1" || c.Kind != "Config" {
+		bad("apiVersion and kind must be gitk8s.io/v1alpha1 and Config")
+	}
+	clusters := map[string]bool{}
+	for i, cl := range c.Clusters {
+		switch {
+		case !nameRE.MatchString(cl.Name):
+			bad("clusters[%d]: name %q must be a lowercase DNS label", i, cl.Name)
+		case clusters[cl.Name]:
+			bad("clusters[%d]: cluster %s is named twice", i, cl.Name)
+		}
+		clusters[cl.Name] = true
+		if cl.Kubeconfig.InCluster && (cl.Kubeconfig.Context != "" || cl.Kubeconfig.Path != "") {
+			bad("cluster %s: kubeconfig: inCluster excludes context and path", cl.Name)
+		}
+	}
+	if len(c.Clusters) == 0 {
+		bad("clusters: at least one cluster is needed")
+	}
+	syncs := map[string]bool{}
+	for i, s := range c.Syncs {
+		where := fmt.Sprintf("syncs[%d]", i)
+		if s.Name != "" {
+			where = "sync " + s.Name
+		}
+		switch {
+		case !nameRE.MatchString(s.Name):
+			bad("syncs[%d]: name %q must be a lowercase DNS label", i, s.Name)
+		case syncs[s.Name]:
+			bad("syncs[%d]: sync %s is named twice", i, s.Name)
+		}
+		syncs[s.Name] = true
+		if s.Source.URL == "" {
+			bad("%s: source.url is required", where)
+		}
+		set := 0
+		for _, v := range []string{s.Source.Ref.Branch, s.Source.Ref.Tag, s.Source.Ref.SemVer, s.Source.Ref.Commit} {
+			if v != "" {
+				set++
+			}
+		}
+		if set > 1 {
+			bad("%s: source.ref: give one of branch, tag, semver or commit", where)
+		}
+		if s.Source.Interval.Duration != 0 && s.Source.Interval.Duration < time.Second {
+			bad("%s: source.interval %s is shorter than a second", where, s.Source.Interval.Duration)
+		}
+		if len(s.Clusters) > 0 && s.ClusterSelector != nil {
+			bad("%s: give clusters or clusterSelector, not both", where)
+		}
+		if len(s.Clusters) == 0 && s.ClusterSelector == nil {
+			bad("%s: clusters or clusterSelector is required", where)
+		}
+		for _, name := range s.Clusters {
+			if !clusters[name] {
+				bad("%s: cluster %s is not in clusters", where, name)
+			}
+		}
+		if s.ClusterSelector != nil {
+			if _, err := metav1.LabelSelectorAsSelector(s.ClusterSelector); err != nil {
+				bad("%s: clusterSelector: %v", where, err)
+			}
+		}
+	}
+	if len(c.Syncs) == 0 {
+		bad("syncs: at least one sync is needed")
+	}
+	if c.Concurrency < 0 {
+		bad("concurrency must not be negative")
+	}
+	return errs
+}

@@ -1,0 +1,338 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
+
+	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/cluster"
+	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/federation"
+	"github.com/gitk8s/gitk8s/internal/policy"
+	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/source"
+)
+
+// Options tune a Daemon.
+type Options struct {
+	// GitCacheDir holds the Git cache (default: the user's cache dir).
+	GitCacheDir string
+	// Logger receives one line per sync step (default: slog.Default()).
+	Logger *slog.Logger
+	// Kubeconfig is the kubeconfig file for contexts without a path.
+	Kubeconfig string
+}
+
+// Daemon runs every sync of a configuration.
+type Daemon struct {
+	cfg     *Config
+	targets map[string]*cluster.Target
+	fetcher *source.Fetcher
+	memory  apply.Memory
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	status   map[string]*SyncStatus
+	triggers map[string]chan struct{}
+}
+
+// New connects to the configured clusters (without contacting them).
+func New(cfg *Config, opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.GitCacheDir == "" {
+		dir, err := source.DefaultCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		opts.GitCacheDir = dir
+	}
+	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
+		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{}}
+	for _, c := range cfg.Clusters {
+		var t *cluster.Target
+		var err error
+		if c.Kubeconfig.InCluster {
+			var rc *rest.Config
+			if rc, err = rest.InClusterConfig(); err == nil {
+				t, err = cluster.New(c.Name, "default", rc, cluster.DefaultOptions())
+			}
+		} else {
+			copts := cluster.DefaultOptions()
+			copts.Kubeconfig = opts.Kubeconfig
+			t, err = cluster.FromSpec(copts, cluster.Spec{Name: c.Name, Context: c.Kubeconfig.Context, Kubeconfig: c.Kubeconfig.Path, Labels: c.Labels})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+		}
+		t.Labels = c.Labels
+		d.targets[c.Name] = t
+	}
+	for _, s := range cfg.Syncs {
+		d.status[s.Name] = &SyncStatus{Name: s.Name, Suspended: s.Suspend}
+		d.triggers[s.Name] = make(chan struct{}, 1)
+	}
+	return d, nil
+}
+
+// Trigger asks a sync to reconcile now; it reports whether the sync exists.
+func (d *Daemon) Trigger(name string) bool {
+	ch, ok := d.triggers[name]
+	if !ok {
+		return false
+	}
+	select {
+	case ch <- struct{}{}:
+	default: // one is pending already
+	}
+	return true
+}
+
+// Status returns every sync's status, by name.
+func (d *Daemon) Status() []SyncStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]SyncStatus, 0, len(d.status))
+	for _, s := range d.status {
+		out = append(out, s.copy())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Run reconciles every sync on its interval, and when triggered, until ctx
+// ends; in-flight reconciles then finish within their own deadlines.
+func (d *Daemon) Run(ctx context.Context) error {
+	limit := d.cfg.Concurrency
+	if limit <= 0 {
+		limit = 4
+	}
+	slots := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for _, s := range d.cfg.Syncs {
+		wg.Go(func() { d.loop(ctx, s, slots) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// loop is one sync's schedule: an interval with jitter, triggers, and
+// exponential backoff after failures.
+func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
+	interval := s.Source.Interval.Duration
+	if interval == 0 {
+		interval = time.Minute
+	}
+	failures := 0
+	next := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		case <-d.triggers[s.Name]:
+		}
+		if s.Suspend {
+			next = interval
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		err := d.Reconcile(ctx, s)
+		<-slots
+		if err != nil {
+			failures++
+			backoff := min(time.Duration(1<<min(failures, 8))*time.Second, 5*time.Minute, interval)
+			next = backoff
+			continue
+		}
+		failures = 0
+		// ±10% jitter so that syncs with one interval do not march in step.
+		next = interval + time.Duration((rand.Float64()*0.2-0.1)*float64(interval))
+	}
+}
+
+// Reconcile runs one sync once. When the remote's revision is the one
+// last applied, that is all it costs: one ref advertisement.
+func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) error {
+	log := d.log.With("sync", s.Name)
+	ref := source.Ref{Branch: s.Source.Ref.Branch, Tag: s.Source.Ref.Tag, SemVer: s.Source.Ref.SemVer, Commit: s.Source.Ref.Commit}
+	remote := source.RemoteOptions{URL: s.Source.URL, Ref: ref, Path: s.Source.Path}
+	rev, err := d.fetcher.Resolve(ctx, remote)
+	if err != nil {
+		log.Warn("source unavailable", "error", err)
+		d.record(s.Name, "", ReasonSourceUnavailable, err, nil)
+		return err
+	}
+	if st := d.statusOf(s.Name); st.LastAppliedRevision == rev && st.ready() {
+		log.Debug("unchanged", "revision", rev)
+		return nil
+	}
+	log = log.With("revision", rev)
+	d.setReconciling(s.Name, rev)
+	snap, _, err := d.fetcher.Fetch(ctx, remote)
+	if err != nil {
+		d.record(s.Name, rev, ReasonSourceUnavailable, err, nil)
+		return err
+	}
+	defer snap.Close()
+	bundle, err := render.Render(render.Options{Root: snap.Root, Path: snap.Path})
+	if err != nil {
+		log.Warn("render failed", "error", err)
+		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
+		return err
+	}
+	targets, err := d.targetsOf(s)
+	if err != nil {
+		d.record(s.Name, rev, ReasonPlanFailed, err, nil)
+		return err
+	}
+	objectsFor := map[string][]*render.Object{}
+	if federation.HasFederated(bundle.Objects) {
+		var clusters []federation.Cluster
+		for _, t := range targets {
+			clusters = append(clusters, federation.Cluster{Name: t.Name, Labels: t.Labels, Ready: true})
+		}
+		res, err := federation.Expand(bundle.Objects, clusters)
+		if err != nil {
+			d.record(s.Name, rev, ReasonRenderFailed, err, nil)
+			return err
+		}
+		objectsFor = res.PerCluster
+	} else {
+		for _, t := range targets {
+			objectsFor[t.Name] = bundle.Objects
+		}
+	}
+	admission, err := policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
+	if err != nil {
+		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
+		return err
+	}
+
+	results := make([]clusterOutcome, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() { results[i] = d.syncCluster(ctx, s, t, objectsFor[t.Name], admission, log) })
+	}
+	wg.Wait()
+	reason, errs := ReasonSucceeded, []error(nil)
+	counts := map[string]int{}
+	var unhealthy []string
+	for _, r := range results {
+		for k, v := range r.counts {
+			counts[k] += v
+		}
+		unhealthy = append(unhealthy, r.unhealthy...)
+		if r.err != nil {
+			errs = append(errs, r.err)
+			if reason == ReasonSucceeded || r.reason == ReasonClusterUnavailable {
+				reason = r.reason
+			}
+		}
+	}
+	err = errors.Join(errs...)
+	d.record(s.Name, rev, reason, err, &SyncStatus{Counts: counts, Unhealthy: unhealthy})
+	if err != nil {
+		log.Warn("sync failed", "reason", reason, "error", err)
+		return err
+	}
+	log.Info("synced", "counts", counts)
+	return nil
+}
+
+// clusterOutcome is one cluster's part of a reconcile.
+type clusterOutcome struct {
+	reason    string
+	err       error
+	counts    map[string]int
+	unhealthy []string
+}
+
+func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Target, objects []*render.Object, admission *policy.AdmissionPolicies, log *slog.Logger) clusterOutcome {
+	log = log.With("cluster", t.Name)
+	if h := cluster.Probe(ctx, t); h.State != cluster.Ready {
+		return clusterOutcome{reason: ReasonClusterUnavailable, err: fmt.Errorf("cluster %s is %s: %s", t.Name, h.State, h.Reason)}
+	}
+	target := *t
+	if s.Namespace != "" {
+		target.Namespace = s.Namespace
+	}
+	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: policy.NewLive(ctx, &target), DefaultNamespace: target.Namespace}, policy.Config{Admission: admission})
+	if policy.Blocking(findings) {
+		var msgs []string
+		for _, f := range findings {
+			if f.Severity == policy.Error {
+				msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s: %s", f.File, f.Line, f.Rule, f.Object, f.Message))
+			}
+		}
+		log.Warn("policy violations", "count", len(msgs))
+		return clusterOutcome{reason: ReasonPolicyViolation, err: fmt.Errorf("cluster %s: policy violations, nothing applied: %v", t.Name, msgs)}
+	}
+	opts := apply.DefaultOptions()
+	opts.Inventory = apply.InventoryOptions{Name: "gitk8s-" + s.Name, Namespace: apply.DefaultInventoryNamespace}
+	opts.Prune = s.Prune
+	opts.Wait = s.Wait.Timeout.Duration
+	opts.Memory = d.memory
+	opts.Masker = diff.NewMasker()
+	cs, err := apply.NewManager(&target, opts).Apply(ctx, objects)
+	if err != nil {
+		return clusterOutcome{reason: ReasonClusterUnavailable, err: err}
+	}
+	out := clusterOutcome{counts: map[string]int{}}
+	for a, n := range cs.Count() {
+		out.counts[string(a)] += n
+	}
+	for _, e := range cs.Entries {
+		if e.Health != "" && e.Health != "Current" {
+			out.unhealthy = append(out.unhealthy, t.Name+": "+e.Ref+": "+e.HealthMessage)
+		}
+	}
+	switch {
+	case cs.PruneRefused != nil:
+		out.reason, out.err = ReasonPruneRefused, cs.PruneRefused
+	case cs.UnhealthyWave != nil:
+		out.reason, out.err = ReasonHealthCheckFailed, fmt.Errorf("cluster %s: wave %d is not healthy", t.Name, *cs.UnhealthyWave)
+	case cs.Failed():
+		out.reason, out.err = ReasonApplyFailed, errors.Join(cs.Errors()...)
+	}
+	return out
+}
+
+// targetsOf picks a sync's clusters.
+func (d *Daemon) targetsOf(s SyncConfig) ([]*cluster.Target, error) {
+	var out []*cluster.Target
+	if len(s.Clusters) > 0 {
+		for _, name := range s.Clusters {
+			out = append(out, d.targets[name])
+		}
+		return out, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(s.ClusterSelector)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range d.cfg.Clusters {
+		if sel.Matches(labels.Set(c.Labels)) {
+			out = append(out, d.targets[c.Name])
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("clusterSelector %s matches no cluster", sel)
+	}
+	return out, nil
+}

@@ -1,0 +1,230 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gitk8s/gitk8s/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env, 1) }
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.test"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// gitServer serves a bare repository over HTTP with git http-backend and
+// counts the requests.
+type gitServer struct {
+	url, work string
+	mu        sync.Mutex
+	requests  []string
+}
+
+func newGitServer(t *testing.T) *gitServer {
+	root, work := t.TempDir(), t.TempDir()
+	git(t, root, "init", "-q", "--bare", "-b", "main", "repo.git")
+	git(t, work, "init", "-q", "-b", "main")
+	git(t, work, "remote", "add", "origin", filepath.Join(root, "repo.git"))
+	s := &gitServer{work: work}
+	backend := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Root: "/", Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.requests = append(s.requests, r.Method+" "+r.URL.Path)
+		s.mu.Unlock()
+		backend.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	s.url = srv.URL + "/repo.git"
+	return s
+}
+
+func (s *gitServer) commit(t *testing.T, files map[string]string) string {
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(s.work, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git(t, s.work, "add", "-A")
+	git(t, s.work, "commit", "-q", "-m", "change")
+	git(t, s.work, "push", "-q", "-f", "origin", "main")
+	return git(t, s.work, "rev-parse", "HEAD")
+}
+
+func (s *gitServer) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.requests
+	s.requests = nil
+	return r
+}
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigNamesEveryProblem(t *testing.T) {
+	_, err := LoadConfig(writeConfig(t, `apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: Eu_1, kubeconfig: {context: a}}
+- {name: eu-2, kubeconfig: {inCluster: true, context: b}}
+syncs:
+- name: shop
+  source: {url: "", ref: {branch: main, tag: v1}, interval: 10ms}
+  clusters: [nowhere]
+- name: shop
+  source: {url: https://git.example/x.git}
+`))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`clusters[0]: name "Eu_1" must be a lowercase DNS label`,
+		"cluster eu-2: kubeconfig: inCluster excludes context and path",
+		"sync shop: source.url is required",
+		"sync shop: source.ref: give one of branch, tag, semver or commit",
+		"sync shop: source.interval 10ms is shorter than a second",
+		"sync shop: cluster nowhere is not in clusters",
+		"syncs[1]: sync shop is named twice",
+		"sync shop: clusters or clusterSelector is required",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := LoadConfig(writeConfig(t, "apiVersion: gitk8s.io/v1alpha1\nkind: Config\nunknownField: 1\n")); err == nil || !strings.Contains(err.Error(), "unknownField") {
+		t.Errorf("an unknown field is not refused: %v", err)
+	}
+}
+
+// TestDaemonFollowsGit runs the daemon against a Git server on loopback
+// and the local control plane: it applies the first commit, follows a new
+// one within its interval, costs one ref advertisement when nothing moved,
+// and keeps the last good revision applied when a commit breaks.
+func TestDaemonFollowsGit(t *testing.T) {
+	ns := env.Namespace(t)
+	cm := func(value string) string {
+		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: %s}\ndata: {value: %q}\n", ns, value)
+	}
+	srv := newGitServer(t)
+	first := srv.commit(t, map[string]string{"cm.yaml": cm("one")})
+	cfg, err := LoadConfig(writeConfig(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- name: settings-%s
+  source: {url: %s, ref: {branch: main}, interval: 1s}
+  clusters: [local]
+  prune: true
+`, env.Contexts[0], env.Kubeconfig, ns, srv.url)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	d, err := New(cfg, Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	client := env.Client(t, "")
+	value := func() string {
+		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "settings", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || err != nil {
+			return ""
+		}
+		return c.Data["value"]
+	}
+	status := func() SyncStatus { return d.Status()[0] }
+	eventually := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				logMu.Lock()
+				defer logMu.Unlock()
+				t.Fatalf("%s did not happen; status %+v\nlogs:\n%s", what, status(), logs.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	eventually("first apply", func() bool { return value() == "one" && status().LastAppliedRevision == first })
+	if c := status().Condition("Ready"); c.Status != "True" || c.Reason != ReasonSucceeded {
+		t.Errorf("Ready condition %+v", c)
+	}
+
+	// Nothing moved: a tick costs one ref advertisement.
+	srv.take()
+	time.Sleep(2500 * time.Millisecond)
+	for _, r := range srv.take() {
+		if r != "GET /repo.git/info/refs" {
+			t.Errorf("an unchanged remote cost %s", r)
+		}
+	}
+
+	second := srv.commit(t, map[string]string{"cm.yaml": cm("two")})
+	eventually("the new commit applied", func() bool { return value() == "two" && status().LastAppliedRevision == second })
+
+	// A broken commit: reported, and the last good revision stays applied.
+	broken := srv.commit(t, map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n"})
+	eventually("the broken commit reported", func() bool {
+		st := status()
+		return st.LastAttemptedRevision == broken && st.Condition("Ready").Reason == ReasonRenderFailed
+	})
+	if st := status(); value() != "two" || st.LastAppliedRevision != second || !strings.Contains(st.LastError, "cm.yaml: invalid YAML") || st.Condition("Stalled").Status != "True" {
+		t.Errorf("after a broken commit: value %q, status %+v", value(), st)
+	}
+
+	// A trigger reconciles at once.
+	srv.commit(t, map[string]string{"cm.yaml": cm("three")})
+	if !d.Trigger("settings-" + ns) {
+		t.Fatal("no such sync")
+	}
+	eventually("the fixed commit applied", func() bool { return value() == "three" && status().Condition("Ready").Status == "True" })
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"time"
+)
+
+// Reasons of the Ready condition.
+const (
+	ReasonSucceeded          = "Succeeded"
+	ReasonProgressing        = "Progressing"
+	ReasonSourceUnavailable  = "SourceUnavailable"
+	ReasonRenderFailed       = "RenderFailed"
+	ReasonPolicyViolation    = "PolicyViolation"
+	ReasonPlanFailed         = "PlanFailed"
+	ReasonApplyFailed        = "ApplyFailed"
+	ReasonHealthCheckFailed  = "HealthCheckFailed"
+	ReasonPruneRefused       = "PruneRefused"
+	ReasonClusterUnavailable = "ClusterUnavailable"
+)
+
+// Condition is one condition of a sync, as Kubernetes objects have them.
+type Condition struct {
+	Type               string    `json:"type"`
+	Status             string    `json:"status"`
+	Reason             string    `json:"reason"`
+	Message            string    `json:"message,omitempty"`
+	LastTransitionTime time.Time `json:"lastTransitionTime"`
+}
+
+// SyncStatus is what the daemon knows of one sync.
+type SyncStatus struct {
+	Name                  string         `json:"name"`
+	LastAppliedRevision   string         `json:"lastAppliedRevision,omitempty"`
+	LastAttemptedRevision string         `json:"lastAttemptedRevision,omitempty"`
+	LastAttempt           time.Time      `json:"lastAttempt,omitempty"`
+	Conditions            []Condition    `json:"conditions,omitempty"`
+	Counts                map[string]int `json:"counts,omitempty"`
+	Unhealthy             []string       `json:"unhealthy,omitempty"`
+	// LastError is the last failure; Secret values in it are masked.
+	LastError string `json:"lastError,omitempty"`
+	Suspended bool   `json:"suspended,omitempty"`
+}
+
+func (s *SyncStatus) copy() SyncStatus {
+	c := *s
+	c.Conditions = append([]Condition(nil), s.Conditions...)
+	c.Unhealthy = append([]string(nil), s.Unhealthy...)
+	if s.Counts != nil {
+		c.Counts = map[string]int{}
+		for k, v := range s.Counts {
+			c.Counts[k] = v
+		}
+	}
+	return c
+}
+
+// Condition returns the condition of a type, or a zero one.
+func (s SyncStatus) Condition(t string) Condition {
+	for _, c := range s.Conditions {
+		if c.Type == t {
+			return c
+		}
+	}
+	return Condition{}
+}
+
+func (s *SyncStatus) ready() bool {
+	return s.Condition("Ready").Status == "True"
+}
+
+// setCondition sets a condition, keeping its transition time when its
+// status does not change.
+func (s *SyncStatus) setCondition(c Condition) {
+	for i, old := range s.Conditions {
+		if old.Type == c.Type {
+			if old.Status == c.Status {
+				c.LastTransitionTime = old.LastTransitionTime
+			}
+			s.Conditions[i] = c
+			return
+		}
+	}
+	s.Conditions = append(s.Conditions, c)
+}
+
+func (d *Daemon) statusOf(name string) SyncStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status[name].copy()
+}
+
+func (d *Daemon) setReconciling(name, rev string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.status[name]
+	st.LastAttemptedRevision = rev
+	st.setCondition(Condition{Type: "Reconciling", Status: "True", Reason: ReasonProgressing, Message: "applying " + rev, LastTransitionTime: time.Now()})
+}
+
+// record ends a reconcile in the status: Ready with the reason, Stalled
+// when it failed, and the counts of the change.
+func (d *Daemon) record(name, rev, reason string, err error, result *SyncStatus) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.status[name]
+	now := time.Now()
+	st.LastAttempt = now
+	if rev != "" {
+		st.LastAttemptedRevision = rev
+	}
+	st.setCondition(Condition{Type: "Reconciling", Status: "False", Reason: reason, LastTransitionTime: now})
+	if result != nil {
+		st.Counts, st.Unhealthy = result.Counts, result.Unhealthy
+	}
+	if err != nil {
+		st.LastError = err.Error()
+		st.setCondition(Condition{Type: "Ready", Status: "False", Reason: reason, Message: st.LastError, LastTransitionTime: now})
+		st.setCondition(Condition{Type: "Stalled", Status: "True", Reason: reason, Message: st.LastError, LastTransitionTime: now})
+		return
+	}
+	st.LastError = ""
+	st.LastAppliedRevision = rev
+	st.setCondition(Condition{Type: "Ready", Status: "True", Reason: ReasonSucceeded, Message: "applied " + rev, LastTransitionTime: now})
+	st.setCondition(Condition{Type: "Stalled", Status: "False", Reason: ReasonSucceeded, LastTransitionTime: now})
+}
