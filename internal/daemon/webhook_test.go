@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func sign(secret, body string) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(body))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func testDaemon() *Daemon {
+	cfg := &Config{Syncs: []SyncConfig{
+		{Name: "shop", Source: SourceConfig{URL: "https://git.example/org/shop.git", Ref: RefSpec{Branch: "main"}}},
+		{Name: "shop-staging", Source: SourceConfig{URL: "git@git.example:org/shop.git", Ref: RefSpec{Branch: "staging"}}},
+		{Name: "other", Source: SourceConfig{URL: "https://git.example/org/other"}},
+	}}
+	d := &Daemon{cfg: cfg, triggers: map[string]chan struct{}{}}
+	for _, s := range cfg.Syncs {
+		d.triggers[s.Name] = make(chan struct{}, 1)
+	}
+	return d
+}
+
+func triggered(d *Daemon) []string {
+	var out []string
+	for _, s := range d.cfg.Syncs {
+		select {
+		case <-d.triggers[s.Name]:
+			out = append(out, s.Name)
+		default:
+		}
+	}
+	return out
+}
+
+func TestWebhooks(t *testing.T) {
+	githubPush := `{"ref":"refs/heads/main","repository":{"clone_url":"https://git.example/org/shop.git","ssh_url":"git@git.example:org/shop.git"}}`
+	gitlabPush := `{"ref":"refs/heads/staging","project":{"git_http_url":"https://git.example/org/shop.git"}}`
+	bitbucketPush := `{"changes":[{"refId":"refs/heads/main"}],"repository":{"links":{"clone":[{"href":"ssh://git@git.example:7999/org/shop.git"},{"href":"https://git.example/scm/org/shop.git"}]}}}`
+	tests := []struct {
+		name     string
+		receiver *Receiver
+		headers  map[string]string
+		body     string
+		code     int
+		want     []string
+	}{
+		{"github push", &Receiver{Provider: ProviderGitHub, Secret: []byte("s3")}, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("s3", githubPush)}, githubPush, 202, []string{"shop"}},
+		{"github bad signature", &Receiver{Provider: ProviderGitHub, Secret: []byte("s3")}, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("wrong", githubPush)}, githubPush, 401, nil},
+		{"github missing signature", &Receiver{Provider: ProviderGitHub, Secret: []byte("s3")}, map[string]string{"X-GitHub-Event": "push"}, githubPush, 401, nil},
+		{"github ping is not a push", &Receiver{Provider: ProviderGitHub, Secret: []byte("s3")}, map[string]string{"X-GitHub-Event": "ping", "X-Hub-Signature-256": "sha256=" + sign("s3", `{"zen":"x"}`)}, `{"zen":"x"}`, 202, nil},
+		{"gitlab token", &Receiver{Provider: ProviderGitLab, Secret: []byte("tok")}, map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "tok"}, gitlabPush, 202, []string{"shop-staging"}},
+		{"gitlab wrong token", &Receiver{Provider: ProviderGitLab, Secret: []byte("tok")}, map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"}, gitlabPush, 401, nil},
+		{"gitea", &Receiver{Provider: ProviderGitea, Secret: []byte("g")}, map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign("g", githubPush)}, githubPush, 202, []string{"shop"}},
+		{"bitbucket server", &Receiver{Provider: ProviderBitbucket, Secret: []byte("b")}, map[string]string{"X-Event-Key": "repo:refs_changed", "X-Hub-Signature": "sha256=" + sign("b", bitbucketPush)}, bitbucketPush, 202, []string{"shop"}},
+		{"generic", &Receiver{Provider: ProviderGeneric, Secret: []byte("k")}, map[string]string{"X-Signature": "sha256=" + sign("k", githubPush)}, githubPush, 202, []string{"shop"}},
+		{"too large", &Receiver{Provider: ProviderGeneric, Secret: []byte("k")}, nil, strings.Repeat("x", maxWebhookBody+1), 413, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := testDaemon()
+			tt.receiver.Name = "r"
+			h := WebhookHandler([]*Receiver{tt.receiver}, d.OnPush)
+			req := httptest.NewRequest(http.MethodPost, "/hooks/r", bytes.NewBufferString(tt.body))
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.code {
+				t.Errorf("status %d, want %d: %s", rec.Code, tt.code, rec.Body.String())
+			}
+			if got := triggered(d); strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("triggered %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWebhookRateLimit(t *testing.T) {
+	d := testDaemon()
+	h := WebhookHandler([]*Receiver{{Name: "r", Provider: ProviderGitLab, Secret: []byte("t"), PerMinute: 3}}, d.OnPush)
+	codes := []int{}
+	for range 5 {
+		req := httptest.NewRequest(http.MethodPost, "/hooks/r", bytes.NewBufferString("{}"))
+		req.Header.Set("X-Gitlab-Token", "t")
+		req.Header.Set("X-Gitlab-Event", "Tag Push Hook")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		codes = append(codes, rec.Code)
+	}
+	if codes[2] != 202 || codes[3] != 429 || codes[4] != 429 {
+		t.Errorf("codes %v", codes)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/hooks/unknown", nil))
+	if rec.Code != 404 {
+		t.Errorf("unknown receiver: %d", rec.Code)
+	}
+}
+
+func TestSameRepository(t *testing.T) {
+	for _, pair := range [][2]string{
+		{"https://git.example/org/shop.git", "git@git.example:org/shop.git"},
+		{"https://git.example/org/shop", "ssh://git@git.example:7999/org/shop.git"},
+		{"https://user:pw@Git.Example/org/shop/", "https://git.example/org/shop.git"},
+	} {
+		if !sameRepository(pair[0], pair[1]) {
+			t.Errorf("%s and %s differ", pair[0], pair[1])
+		}
+	}
+	if sameRepository("https://git.example/org/shop.git", "https://git.example/org/other.git") {
+		t.Error("different repositories are the same")
+	}
+}
