@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,11 +37,31 @@ refused at start with every problem named.`,
 			if logFormat == "json" {
 				handler = slog.NewJSONHandler(stderr, nil)
 			}
-			d, err := daemon.New(cfg, daemon.Options{GitCacheDir: cacheDir, Logger: slog.New(handler), Kubeconfig: g.kubeconfig})
+			logger := slog.New(handler)
+			d, err := daemon.New(cfg, daemon.Options{GitCacheDir: cacheDir, Logger: logger, Kubeconfig: g.kubeconfig})
 			if err != nil {
 				return failWith(exitError, err)
 			}
-			return d.Run(cmd.Context())
+			h, err := d.Handler()
+			if err != nil {
+				return failWith(exitError, err)
+			}
+			listen := cfg.Webhooks.Listen
+			if listen == "" {
+				listen = ":9292"
+			}
+			srv := &http.Server{Addr: listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			go func() {
+				if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					logger.Error("listener stopped", "error", err)
+				}
+			}()
+			logger.Info("daemon started", "listen", listen, "syncs", len(cfg.Syncs), "clusters", len(cfg.Clusters))
+			err = d.Run(cmd.Context())
+			shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdown)
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file")

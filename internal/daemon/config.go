@@ -26,6 +26,25 @@ type Config struct {
 	Syncs      []SyncConfig    `json:"syncs"`
 	// Concurrency bounds how many syncs run at once (default 4).
 	Concurrency int `json:"concurrency,omitempty"`
+	// Webhooks is the HTTP listener: push webhooks, health, metrics,
+	// the status API and page.
+	Webhooks WebhooksConfig `json:"webhooks,omitempty"`
+}
+
+// WebhooksConfig is the daemon's HTTP listener.
+type WebhooksConfig struct {
+	// Listen is the address (default ":9292").
+	Listen    string           `json:"listen,omitempty"`
+	Receivers []ReceiverConfig `json:"receivers,omitempty"`
+}
+
+// ReceiverConfig is one webhook receiver, served at /hooks/<name>.
+type ReceiverConfig struct {
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	// SecretFile holds the shared secret (a mounted Secret key).
+	SecretFile string `json:"secretFile"`
+	PerMinute  int    `json:"perMinute,omitempty"`
 }
 
 // ClusterConfig names a cluster and how to reach it.
@@ -182,6 +201,23 @@ func (c *Config) validate() []error {
 	}
 	if len(c.Syncs) == 0 {
 		bad("syncs: at least one sync is needed")
+	}
+	receivers := map[string]bool{}
+	for i, r := range c.Webhooks.Receivers {
+		if !nameRE.MatchString(r.Name) || receivers[r.Name] {
+			bad("webhooks.receivers[%d]: name %q must be a unique lowercase DNS label", i, r.Name)
+		}
+		receivers[r.Name] = true
+		switch r.Provider {
+		case ProviderGitHub, ProviderGitLab, ProviderGitea, ProviderBitbucket, ProviderGeneric:
+		default:
+			bad("webhooks.receivers[%d]: provider %q is not one of github, gitlab, gitea, bitbucket-server, generic", i, r.Provider)
+		}
+		if r.SecretFile == "" {
+			bad("webhooks.receivers[%d]: secretFile is required: a receiver without a secret would trust anyone", i)
+		} else if _, err := os.Stat(r.SecretFile); err != nil {
+			bad("webhooks.receivers[%d]: secretFile: %v", i, err)
+		}
 	}
 	if c.Concurrency < 0 {
 		bad("concurrency must not be negative")

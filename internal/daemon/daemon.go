@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,9 @@ type Daemon struct {
 	memory  apply.Memory
 	log     *slog.Logger
 
+	metrics *metrics
+	started atomic.Bool
+
 	mu       sync.Mutex
 	status   map[string]*SyncStatus
 	triggers map[string]chan struct{}
@@ -59,7 +63,8 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		opts.GitCacheDir = dir
 	}
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
-		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{}}
+		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
+		metrics: newMetrics()}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
 		var err error
@@ -119,6 +124,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		limit = 4
 	}
 	slots := make(chan struct{}, limit)
+	d.started.Store(true)
 	var wg sync.WaitGroup
 	for _, s := range d.cfg.Syncs {
 		wg.Go(func() { d.loop(ctx, s, slots) })
@@ -168,11 +174,21 @@ func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
 
 // Reconcile runs one sync once. When the remote's revision is the one
 // last applied, that is all it costs: one ref advertisement.
-func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) error {
+func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
+	start := time.Now()
+	result := "unchanged"
+	defer func() {
+		if err != nil {
+			result = "failed"
+		}
+		d.metrics.reconcile.WithLabelValues(s.Name, result).Observe(time.Since(start).Seconds())
+	}()
 	log := d.log.With("sync", s.Name)
 	ref := source.Ref{Branch: s.Source.Ref.Branch, Tag: s.Source.Ref.Tag, SemVer: s.Source.Ref.SemVer, Commit: s.Source.Ref.Commit}
 	remote := source.RemoteOptions{URL: s.Source.URL, Ref: ref, Path: s.Source.Path}
+	resolveStart := time.Now()
 	rev, err := d.fetcher.Resolve(ctx, remote)
+	d.metrics.gitFetch.Observe(time.Since(resolveStart).Seconds())
 	if err != nil {
 		log.Warn("source unavailable", "error", err)
 		d.record(s.Name, "", ReasonSourceUnavailable, err, nil)
@@ -183,6 +199,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) error {
 		return nil
 	}
 	log = log.With("revision", rev)
+	result = "applied"
 	d.setReconciling(s.Name, rev)
 	snap, _, err := d.fetcher.Fetch(ctx, remote)
 	if err != nil {
@@ -247,6 +264,13 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) error {
 	}
 	err = errors.Join(errs...)
 	d.record(s.Name, rev, reason, err, &SyncStatus{Counts: counts, Unhealthy: unhealthy})
+	for action, n := range counts {
+		d.metrics.objects.WithLabelValues(s.Name, action).Add(float64(n))
+	}
+	if err == nil {
+		d.metrics.appliedRev.DeletePartialMatch(map[string]string{"sync": s.Name})
+		d.metrics.appliedRev.WithLabelValues(s.Name, rev).Set(1)
+	}
 	if err != nil {
 		log.Warn("sync failed", "reason", reason, "error", err)
 		return err
@@ -273,6 +297,9 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 		target.Namespace = s.Namespace
 	}
 	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: policy.NewLive(ctx, &target), DefaultNamespace: target.Namespace}, policy.Config{Admission: admission})
+	for _, f := range findings {
+		d.metrics.policyFindings.WithLabelValues(f.Rule, string(f.Severity)).Inc()
+	}
 	if policy.Blocking(findings) {
 		var msgs []string
 		for _, f := range findings {

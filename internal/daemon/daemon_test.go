@@ -210,6 +210,31 @@ syncs:
 		t.Errorf("after a broken commit: value %q, status %+v", value(), st)
 	}
 
+	// The HTTP API shows the failing sync: the page in red, the status as
+	// JSON, the metrics.
+	h, err := d.Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get("/"); code != 200 || !strings.Contains(body, `<tr class="failing" data-sync="settings-`+ns+`">`) || !strings.Contains(body, "RenderFailed") {
+		t.Errorf("status page: %d\n%s", code, body)
+	}
+	if code, body := get("/api/v1/syncs"); code != 200 || !strings.Contains(body, `"lastAppliedRevision":"`+second+`"`) || !strings.Contains(body, `"reason":"RenderFailed"`) {
+		t.Errorf("/api/v1/syncs: %d %s", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `gitk8s_reconcile_duration_seconds_count{result="failed",sync="settings-`+ns+`"}`) ||
+		!strings.Contains(body, `gitk8s_sync_last_applied_revision_info{revision="`+second+`",sync="settings-`+ns+`"} 1`) {
+		t.Errorf("/metrics: %d", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("/readyz: %d", code)
+	}
+
 	// A trigger reconciles at once.
 	srv.commit(t, map[string]string{"cm.yaml": cm("three")})
 	if !d.Trigger("settings-" + ns) {

@@ -1,0 +1,146 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the daemon's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	registry       *prometheus.Registry
+	reconcile      *prometheus.HistogramVec
+	objects        *prometheus.CounterVec
+	webhooks       *prometheus.CounterVec
+	gitFetch       prometheus.Histogram
+	appliedRev     *prometheus.GaugeVec
+	policyFindings *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		reconcile: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "gitk8s_reconcile_duration_seconds",
+			Help: "Time of one reconcile of a sync, by result.", Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}, []string{"sync", "result"}),
+		objects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gitk8s_objects_total",
+			Help: "Objects by what a reconcile did to them (created, configured, pruned, …)."}, []string{"sync", "action"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gitk8s_webhook_requests_total",
+			Help: "Webhook requests by receiver and HTTP status."}, []string{"receiver", "code"}),
+		gitFetch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gitk8s_git_resolve_duration_seconds",
+			Help: "Time to learn a remote's revision (one ref advertisement).", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
+		appliedRev: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gitk8s_sync_last_applied_revision_info",
+			Help: "1 for the revision a sync last applied."}, []string{"sync", "revision"}),
+		policyFindings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gitk8s_policy_findings_total",
+			Help: "Policy findings by rule and severity."}, []string{"rule", "severity"}),
+	}
+	m.registry.MustRegister(m.reconcile, m.objects, m.webhooks, m.gitFetch, m.appliedRev, m.policyFindings,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// statusRecorder keeps the HTTP status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Handler serves the daemon's HTTP API: /hooks/<receiver>, /healthz,
+// /readyz, /metrics, /api/v1/syncs and the status page at /.
+func (d *Daemon) Handler() (http.Handler, error) {
+	var receivers []*Receiver
+	for _, rc := range d.cfg.Webhooks.Receivers {
+		secret, err := os.ReadFile(rc.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("webhook receiver %s: %w", rc.Name, err)
+		}
+		receivers = append(receivers, &Receiver{Name: rc.Name, Provider: rc.Provider, Secret: []byte(strings.TrimSpace(string(secret))), PerMinute: rc.PerMinute})
+	}
+	hooks := WebhookHandler(receivers, d.OnPush)
+	mux := http.NewServeMux()
+	mux.Handle("/hooks/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		hooks.ServeHTTP(rec, r)
+		d.metrics.webhooks.WithLabelValues(strings.TrimPrefix(r.URL.Path, "/hooks/"), fmt.Sprint(rec.code)).Inc()
+	}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !d.started.Load() {
+			http.Error(w, "not started", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/api/v1/syncs", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"syncs": d.Status()})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = statusPage.Execute(w, d.Status())
+	})
+	return mux, nil
+}
+
+// statusPage is the read-only overview; html/template escapes everything
+// it prints, and nothing it prints holds a Secret value.
+var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"short": func(s string) string {
+		if len(s) > 12 {
+			return s[:12]
+		}
+		return s
+	},
+	"ready": func(s SyncStatus) string {
+		c := s.Condition("Ready")
+		switch {
+		case s.Suspended:
+			return "suspended"
+		case c.Status == "True":
+			return "ready"
+		case c.Status == "False":
+			return "failing"
+		}
+		return "pending"
+	},
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>gitk8s</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:.4em .6em;border-bottom:1px solid #ddd;vertical-align:top}
+tr.failing td{background:#fde2e1;color:#8a1c1c}
+tr.ready td.state{color:#1a7f37}
+code{font-size:12px}
+</style></head><body>
+<h1>gitk8s</h1>
+<table>
+<tr><th>sync</th><th>state</th><th>applied</th><th>attempted</th><th>last change</th><th>unhealthy</th><th>last error</th></tr>
+{{range .}}<tr class="{{ready .}}" data-sync="{{.Name}}">
+<td>{{.Name}}</td>
+<td class="state">{{ready .}}{{with .Condition "Ready"}} ({{.Reason}}){{end}}</td>
+<td><code>{{short .LastAppliedRevision}}</code></td>
+<td><code>{{short .LastAttemptedRevision}}</code></td>
+<td>{{with .Condition "Ready"}}{{.LastTransitionTime.Format "2006-01-02 15:04:05"}}{{end}}</td>
+<td>{{range .Unhealthy}}{{.}}<br>{{end}}</td>
+<td>{{.LastError}}</td>
+</tr>{{end}}
+</table>
+</body></html>
+`))
