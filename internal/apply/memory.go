@@ -39,6 +39,11 @@ type Memory interface {
 // entries are not trusted.
 const memoryVersion = "2"
 
+// MemoryKey is the Memory key of an inventory in a cluster.
+func MemoryKey(server, inventoryID, fieldManager string) string {
+	return memoryKey(server, inventoryID, fieldManager)
+}
+
 // memoryKey names one inventory in one cluster.
 func memoryKey(server, inventoryID, fieldManager string) string {
 	sum := sha256.Sum256([]byte(memoryVersion + "\x00" + server + "\x00" + inventoryID + "\x00" + fieldManager))
@@ -136,6 +141,14 @@ func (m *MemoryDir) Save(key string, entries map[string]Remembered) error {
 		return fmt.Errorf("save applied-state memory: %w", err)
 	}
 	return nil
+}
+
+// OwnershipOf hashes a field manager's server-side apply entry of an
+// object's managedFields; "" when it has none. It changes when anyone
+// changes, removes or takes over a field that manager set, and not when a
+// controller writes status.
+func OwnershipOf(fields []metav1.ManagedFieldsEntry, fieldManager string) string {
+	return ownershipOf(fields, fieldManager)
 }
 
 // ownershipOf hashes the field manager's server-side apply entry of

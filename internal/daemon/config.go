@@ -76,7 +76,16 @@ type SyncConfig struct {
 	} `json:"wait,omitempty"`
 	// Suspend stops reconciling the sync until it is set false again.
 	Suspend bool `json:"suspend,omitempty"`
+	// Drift is heal (the default: re-apply what someone changed, within
+	// seconds) or report (count and log it only).
+	Drift string `json:"drift,omitempty"`
 }
+
+// Drift modes.
+const (
+	DriftHeal   = "heal"
+	DriftReport = "report"
+)
 
 // SourceConfig is where a sync's manifests come from.
 type SourceConfig struct {
@@ -167,6 +176,9 @@ func (c *Config) validate() []error {
 			bad("syncs[%d]: sync %s is named twice", i, s.Name)
 		}
 		syncs[s.Name] = true
+		if s.Drift != "" && s.Drift != DriftHeal && s.Drift != DriftReport {
+			bad("%s: drift %q must be heal or report", where, s.Drift)
+		}
 		if s.Source.URL == "" {
 			bad("%s: source.url is required", where)
 		}

@@ -13,6 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
@@ -45,6 +46,11 @@ type Daemon struct {
 	metrics *metrics
 	started atomic.Bool
 
+	driftMu    sync.Mutex
+	drifts     map[string]*driftWatch
+	driftSeen  sync.Map // sync name → true when drift waits for a reconcile
+	pruningNow sync.Map // sync name → true while it prunes
+
 	mu       sync.Mutex
 	status   map[string]*SyncStatus
 	triggers map[string]chan struct{}
@@ -64,7 +70,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
-		metrics: newMetrics()}
+		metrics: newMetrics(), drifts: map[string]*driftWatch{}}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
 		var err error
@@ -194,7 +200,8 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		d.record(s.Name, "", ReasonSourceUnavailable, err, nil)
 		return err
 	}
-	if st := d.statusOf(s.Name); st.LastAppliedRevision == rev && st.ready() {
+	_, drift := d.driftSeen.LoadAndDelete(s.Name)
+	if st := d.statusOf(s.Name); st.LastAppliedRevision == rev && st.ready() && !drift {
 		log.Debug("unchanged", "revision", rev)
 		return nil
 	}
@@ -316,9 +323,24 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	opts.Wait = s.Wait.Timeout.Duration
 	opts.Memory = d.memory
 	opts.Masker = diff.NewMasker()
+	if s.Prune {
+		d.pruningNow.Store(s.Name, true)
+	}
 	cs, err := apply.NewManager(&target, opts).Apply(ctx, objects)
+	d.pruningNow.Delete(s.Name)
 	if err != nil {
 		return clusterOutcome{reason: ReasonClusterUnavailable, err: err}
+	}
+	if cs.InventoryID != "" {
+		seen := map[schema.GroupVersionResource]bool{}
+		var resources []schema.GroupVersionResource
+		for _, e := range cs.Entries {
+			if e.GVR.Resource != "" && !seen[e.GVR] {
+				seen[e.GVR] = true
+				resources = append(resources, e.GVR)
+			}
+		}
+		d.watchDrift(ctx, s.Name, t, cs.InventoryID, resources)
 	}
 	out := clusterOutcome{counts: map[string]int{}}
 	for a, n := range cs.Count() {

@@ -235,12 +235,31 @@ syncs:
 		t.Errorf("/readyz: %d", code)
 	}
 
-	// A trigger reconciles at once.
-	srv.commit(t, map[string]string{"cm.yaml": cm("three")})
+	// Drift: a hand edit and a deletion are healed within seconds, long
+	// before the next interval would come (the interval here is 1 s, but
+	// the sync is broken, so only drift brings a reconcile of the last
+	// good revision… which the broken commit blocks). So fix Git first.
+	third := srv.commit(t, map[string]string{"cm.yaml": cm("three")})
 	if !d.Trigger("settings-" + ns) {
 		t.Fatal("no such sync")
 	}
-	eventually("the fixed commit applied", func() bool { return value() == "three" && status().Condition("Ready").Status == "True" })
+	eventually("the fixed commit applied", func() bool { return value() == "three" && status().LastAppliedRevision == third })
+	if _, err := client.CoreV1().ConfigMaps(ns).Patch(context.Background(), "settings", "application/merge-patch+json",
+		[]byte(`{"data":{"value":"edited by hand"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the hand edit healed", func() bool { return value() == "three" && status().DriftedObjects > 0 })
+	if err := client.CoreV1().ConfigMaps(ns).Delete(context.Background(), "settings", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the deleted object re-created", func() bool { return value() == "three" })
+
+	// A trigger reconciles at once.
+	srv.commit(t, map[string]string{"cm.yaml": cm("four")})
+	if !d.Trigger("settings-" + ns) {
+		t.Fatal("no such sync")
+	}
+	eventually("a triggered commit applied", func() bool { return value() == "four" && status().Condition("Ready").Status == "True" })
 }
 
 type lockedWriter struct {

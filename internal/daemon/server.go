@@ -21,6 +21,7 @@ type metrics struct {
 	gitFetch       prometheus.Histogram
 	appliedRev     *prometheus.GaugeVec
 	policyFindings *prometheus.CounterVec
+	drift          *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -38,8 +39,10 @@ func newMetrics() *metrics {
 			Help: "1 for the revision a sync last applied."}, []string{"sync", "revision"}),
 		policyFindings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gitk8s_policy_findings_total",
 			Help: "Policy findings by rule and severity."}, []string{"rule", "severity"}),
+		drift: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gitk8s_drift_total",
+			Help: "Changes someone else made to objects a sync manages."}, []string{"sync"}),
 	}
-	m.registry.MustRegister(m.reconcile, m.objects, m.webhooks, m.gitFetch, m.appliedRev, m.policyFindings,
+	m.registry.MustRegister(m.reconcile, m.objects, m.webhooks, m.gitFetch, m.appliedRev, m.policyFindings, m.drift,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -39,6 +39,8 @@ type SyncStatus struct {
 	// LastError is the last failure; Secret values in it are masked.
 	LastError string `json:"lastError,omitempty"`
 	Suspended bool   `json:"suspended,omitempty"`
+	// DriftedObjects counts changes someone else made to managed objects.
+	DriftedObjects int `json:"driftedObjects,omitempty"`
 }
 
 func (s *SyncStatus) copy() SyncStatus {
