@@ -57,7 +57,7 @@ refused at start with every problem named.`,
 				}
 			}()
 			logger.Info("daemon started", "listen", listen, "syncs", len(cfg.Syncs), "clusters", len(cfg.Clusters))
-			err = d.Run(cmd.Context())
+			err = d.RunElected(cmd.Context())
 			shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(shutdown)

@@ -29,6 +29,8 @@ type Config struct {
 	// Webhooks is the HTTP listener: push webhooks, health, metrics,
 	// the status API and page.
 	Webhooks WebhooksConfig `json:"webhooks,omitempty"`
+	// LeaderElection lets several daemons run with one reconciling.
+	LeaderElection LeaderElectionConfig `json:"leaderElection,omitempty"`
 }
 
 // WebhooksConfig is the daemon's HTTP listener.

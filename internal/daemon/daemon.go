@@ -45,6 +45,7 @@ type Daemon struct {
 
 	metrics *metrics
 	started atomic.Bool
+	leader  atomic.Bool
 
 	driftMu    sync.Mutex
 	drifts     map[string]*driftWatch

@@ -87,7 +87,7 @@ func (d *Daemon) Handler() (http.Handler, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/api/v1/syncs", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"syncs": d.Status()})
+		_ = json.NewEncoder(w).Encode(map[string]any{"leader": d.Leader(), "syncs": d.Status()})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
