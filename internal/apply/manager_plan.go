@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/cli-utils/pkg/object"
 
@@ -111,7 +112,40 @@ func (m *Manager) prepare(ctx context.Context, objects []*render.Object, members
 			missingServiceAccounts[ns+"/"+sa] = saItem
 		}
 	}
+	// A binding's role must exist before the API server can check, for a
+	// client without the bind verb, that the binding grants nothing the
+	// client lacks.
+	missingRoles := map[*item]*item{}
 	for _, it := range items {
+		gk := it.entry.ID.GroupKind
+		if it.entry.Action == Failed || (gk != roleBindingGK && gk != clusterRoleBindingGK) {
+			continue
+		}
+		kind, _, _ := unstructured.NestedString(it.obj.Object, "roleRef", "kind")
+		name, _, _ := unstructured.NestedString(it.obj.Object, "roleRef", "name")
+		roleNS := ""
+		if kind == "Role" {
+			roleNS = it.obj.GetNamespace()
+		}
+		role := find(schema.GroupKind{Group: rbacGroup, Kind: kind}, roleNS, name)
+		if role == nil || role.entry.Action == Failed {
+			continue
+		}
+		ok := false
+		if roleNS == "" || missingNamespaces[roleNS] == nil {
+			var err error
+			if ok, err = exists(role); err != nil {
+				return nil, err
+			}
+		}
+		if !ok {
+			missingRoles[it] = role
+		}
+	}
+	for _, it := range items {
+		if role := missingRoles[it]; role != nil {
+			it.waitsOn = append(it.waitsOn, role)
+		}
 		if it.entry.Namespaced {
 			if ns := missingNamespaces[it.entry.ID.Namespace]; ns != nil {
 				it.waitsOn = append(it.waitsOn, ns)

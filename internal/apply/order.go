@@ -80,3 +80,10 @@ var (
 	podGK            = schema.GroupKind{Kind: "Pod"}
 	serviceAccountGK = schema.GroupKind{Kind: "ServiceAccount"}
 )
+
+const rbacGroup = "rbac.authorization.k8s.io"
+
+var (
+	roleBindingGK        = schema.GroupKind{Group: rbacGroup, Kind: "RoleBinding"}
+	clusterRoleBindingGK = schema.GroupKind{Group: rbacGroup, Kind: "ClusterRoleBinding"}
+)
