@@ -3,15 +3,19 @@
 // ChangeSet, one entry per object.
 //
 // An apply is planned before anything is written: every object is dry-run
-// applied, and if any dry-run fails nothing is written. Objects whose
-// Namespace or CustomResourceDefinition the same bundle creates can only be
-// dry-run once those exist, so the Namespaces and CRDs that passed their own
-// dry-run are created first and the rest is planned right after, before any
-// other write. Objects are applied in order: Namespaces and CRDs (waiting
-// until each CRD is Established), then cluster-scoped RBAC, then the rest,
-// grouped by kind so that what a workload needs exists before it.
+// applied, and if any dry-run fails nothing is written. Some objects can
+// only be dry-run once another object of the same bundle exists — their
+// Namespace, their CustomResourceDefinition, the ServiceAccount of a bare
+// Pod, the role of a binding — so those prerequisites, once they passed their
+// own dry-run, are created first and what needs them is planned right
+// after, before any other write. Objects are then applied wave by wave
+// (gitk8s.io/wave), each wave healthy before the next, and by kind inside a
+// wave so that what a workload needs exists before it. Members of the
+// inventory (an ApplySet) that are no longer rendered are pruned, within
+// guards, only when everything else succeeded.
 //
-// Objects whose dry-run shows no change are not written at all.
+// Objects the memory shows nobody changed since they were applied cost no
+// request; objects whose dry-run shows no change are not written.
 //
 //	m := apply.NewManager(target, apply.DefaultOptions())
 //	cs, err := m.Apply(ctx, bundle.Objects)

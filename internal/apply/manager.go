@@ -101,7 +101,7 @@ type run struct {
 // stops the whole apply, such as an unreachable cluster. When any object
 // fails to plan, nothing more is written: the only objects written before
 // every object is planned are the prerequisites (Namespaces, CRDs,
-// ServiceAccounts of bare Pods) without which the API server cannot dry-run
+// ServiceAccounts of bare Pods, roles of bindings) without which the API server cannot dry-run
 // the objects that need them. Nothing is pruned after any failure.
 func (m *Manager) Apply(ctx context.Context, objects []*render.Object) (*ChangeSet, error) {
 	if _, err := m.target.Discovery.ServerVersion(); err != nil {
