@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
+	"github.com/gitk8s/gitk8s/internal/daemon"
 )
 
 type statusReport struct {
@@ -35,7 +38,7 @@ type inventoryReport struct {
 }
 
 func newStatusCommand(g *globalOptions, stdout io.Writer) *cobra.Command {
-	var output, namespace string
+	var output, namespace, daemonURL string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each cluster's state and the inventories gitk8s keeps there",
@@ -46,6 +49,9 @@ applied, by kind and namespace.
 Exit status: 0 every cluster is Ready, 1 some cluster is not, 2 error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if daemonURL != "" {
+				return daemonStatus(stdout, daemonURL, output)
+			}
 			targets, err := g.targets()
 			if err != nil {
 				return failWith(exitError, err)
@@ -112,6 +118,7 @@ Exit status: 0 every cluster is Ready, 1 some cluster is not, 2 error.`,
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringVar(&namespace, "inventory-namespace", apply.DefaultInventoryNamespace, "namespace of the inventory Secrets")
+	cmd.Flags().StringVar(&daemonURL, "daemon", "", "show the syncs of a running daemon instead (its address, such as http://gitk8s.gitk8s-system:9292)")
 	return cmd
 }
 
@@ -123,4 +130,53 @@ func splitNonEmpty(s string) []string {
 		}
 	}
 	return out
+}
+
+// daemonStatus shows a daemon's syncs from its /api/v1/syncs.
+func daemonStatus(stdout io.Writer, base, output string) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(strings.TrimSuffix(base, "/") + "/api/v1/syncs")
+	if err != nil {
+		return failWith(exitError, fmt.Errorf("daemon %s: %w", base, err))
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Leader bool                `json:"leader"`
+		Syncs  []daemon.SyncStatus `json:"syncs"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return failWith(exitError, fmt.Errorf("daemon %s: %s", base, resp.Status))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return failWith(exitError, fmt.Errorf("daemon %s: %w", base, err))
+	}
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(body)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SYNC\tREADY\tREASON\tAPPLIED\tATTEMPTED\tLAST ERROR")
+	failing := false
+	for _, s := range body.Syncs {
+		c := s.Condition("Ready")
+		if c.Status != "True" {
+			failing = true
+		}
+		short := func(r string) string {
+			if len(r) > 12 {
+				return r[:12]
+			}
+			return r
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, c.Status, c.Reason, short(s.LastAppliedRevision), short(s.LastAttemptedRevision), s.LastError)
+	}
+	tw.Flush()
+	if !body.Leader {
+		fmt.Fprintln(stdout, "(this daemon stands by; the leader reconciles)")
+	}
+	if failing {
+		return failWith(exitFailed, nil)
+	}
+	return nil
 }

@@ -140,6 +140,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
+// ShutdownGrace is how long reconciles in flight may go on after the
+// daemon is asked to stop.
+var ShutdownGrace = 30 * time.Second
+
 // loop is one sync's schedule: an interval with jitter, triggers, and
 // exponential backoff after failures.
 func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
@@ -165,7 +169,21 @@ func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
 		case <-ctx.Done():
 			return
 		}
-		err := d.Reconcile(ctx, s)
+		// A reconcile in flight when the daemon is asked to stop gets a grace
+		// period to finish; then it is cancelled, which leaves every object
+		// and the inventory consistent (an inventory is narrowed only after
+		// deletions are confirmed).
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stop := context.AfterFunc(ctx, func() {
+			select {
+			case <-rctx.Done():
+			case <-time.After(ShutdownGrace):
+				cancel()
+			}
+		})
+		err := d.Reconcile(rctx, s)
+		stop()
+		cancel()
 		<-slots
 		if err != nil {
 			failures++
