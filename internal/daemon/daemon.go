@@ -46,6 +46,8 @@ type Daemon struct {
 	metrics *metrics
 	started atomic.Bool
 	leader  atomic.Bool
+	// runCtx is the context of Run: watches live as long as it does.
+	runCtx atomic.Pointer[context.Context]
 
 	driftMu    sync.Mutex
 	drifts     map[string]*driftWatch
@@ -131,6 +133,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		limit = 4
 	}
 	slots := make(chan struct{}, limit)
+	d.runCtx.Store(&ctx)
 	d.started.Store(true)
 	var wg sync.WaitGroup
 	for _, s := range d.cfg.Syncs {
@@ -359,7 +362,11 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 				resources = append(resources, e.GVR)
 			}
 		}
-		d.watchDrift(ctx, s.Name, t, cs.InventoryID, resources)
+		watchCtx := ctx
+		if p := d.runCtx.Load(); p != nil {
+			watchCtx = *p
+		}
+		d.watchDrift(watchCtx, s.Name, t, cs.InventoryID, resources)
 	}
 	out := clusterOutcome{counts: map[string]int{}}
 	for a, n := range cs.Count() {
