@@ -60,6 +60,7 @@ bench: build controlplane
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/multicluster/
 	$(GO) test -run '^$$' -bench UnchangedRemote -benchtime 100x ./internal/source/
+	$(GO) test -run '^$$' -bench WebhookToApplied -benchtime 1x -timeout 20m ./internal/daemon/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

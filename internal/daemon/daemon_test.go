@@ -26,7 +26,7 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) { testenv.Main(m, &env, 1) }
 
-func git(t *testing.T, dir string, args ...string) string {
+func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.test"}, args...)...)
 	cmd.Dir = dir
@@ -45,7 +45,7 @@ type gitServer struct {
 	requests  []string
 }
 
-func newGitServer(t *testing.T) *gitServer {
+func newGitServer(t testing.TB) *gitServer {
 	root, work := t.TempDir(), t.TempDir()
 	git(t, root, "init", "-q", "--bare", "-b", "main", "repo.git")
 	git(t, work, "init", "-q", "-b", "main")
@@ -63,7 +63,7 @@ func newGitServer(t *testing.T) *gitServer {
 	return s
 }
 
-func (s *gitServer) commit(t *testing.T, files map[string]string) string {
+func (s *gitServer) commit(t testing.TB, files map[string]string) string {
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(s.work, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
