@@ -1,10 +1,12 @@
 // Package daemon keeps clusters converged on Git: per sync and interval (or
-// when triggered) it asks the remote for the revision, and only when it
-// moved renders, checks policies, plans, applies, prunes and waits for
-// health — the same pipeline the CLI drives. It records a status per sync.
+// when a push webhook or drift triggers it) it asks the remote for the
+// revision, and only when it moved renders, checks policies, plans, applies,
+// prunes and waits for health — the same pipeline the CLI drives. It records
+// a status per sync, serves webhooks, health, metrics, a status API and
+// page, watches managed objects for drift, and elects a leader among
+// replicas.
 //
-// This is the reconcile loop; webhooks, drift watches, metrics, the status
-// page and leader election are not built yet.
+// It does not print; the CLI's daemon command runs it.
 package daemon
 
 import (
