@@ -34,7 +34,7 @@ func clustersFile(t *testing.T) string {
 // clusters: every object reaches the clusters its placement names, with
 // its overrides and the replica plan, and nothing reaches the third.
 func TestFederationCorpusAcrossClusters(t *testing.T) {
-	corpus := filepath.Join("..", "..", "..", "shared", "corpus", "kubefed", "example")
+	corpus := filepath.Join("..", "..", "internal", "federation", "testdata", "kubefed", "example")
 	files := map[string]string{}
 	for _, dir := range []string{"sample1", "scheduling"} {
 		entries, err := os.ReadDir(filepath.Join(corpus, dir))

@@ -13,7 +13,7 @@ import (
 	"github.com/gitk8s/gitk8s/internal/render"
 )
 
-const corpus = "../../../shared/corpus/kubefed/example"
+const corpus = "testdata/kubefed/example"
 
 func bundle(t *testing.T, files map[string]string) []*render.Object {
 	t.Helper()

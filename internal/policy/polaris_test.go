@@ -9,8 +9,8 @@ import (
 	"github.com/gitk8s/gitk8s/internal/render"
 )
 
-// polarisCorpus holds Polaris's own check fixtures (see shared/corpus/README.md).
-const polarisCorpus = "../../../shared/corpus/polaris-checks"
+// polarisCorpus holds Polaris's own check fixtures (see its PROVENANCE.md).
+const polarisCorpus = "testdata/polaris-checks"
 
 // polarisMapping says which gitk8s rule answers each Polaris check, and on
 // which kinds of object its findings count (Polaris checks roles and
