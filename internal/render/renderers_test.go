@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // kubectlBinary is the kubectl built with the local control plane.
@@ -137,7 +138,7 @@ func TestJsonnet(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("objects (-want +got):\n%s", diff)
 	}
-	if env, _, _ := unstructuredString(bundle.Objects[0].Object.Object, "data", "environment"); env != "prod" {
+	if env, _, _ := unstructured.NestedString(bundle.Objects[0].Object.Object, "data", "environment"); env != "prod" {
 		t.Errorf("ext var not passed: %q", env)
 	}
 	opts.JsonnetEntry = "app.jsonnet"
@@ -235,17 +236,4 @@ func TestIgnoreFileAndSymlinks(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "app/escape.yaml: symbolic link leaves the repository") {
 		t.Errorf("error %v", err)
 	}
-}
-
-func unstructuredString(obj map[string]any, fields ...string) (string, bool, error) {
-	cur := any(obj)
-	for _, f := range fields {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return "", false, nil
-		}
-		cur = m[f]
-	}
-	s, ok := cur.(string)
-	return s, ok, nil
 }
