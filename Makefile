@@ -52,6 +52,7 @@ demo-down:
 
 ## test: unit tests and end-to-end tests against the local control plane
 test: controlplane
+	scripts/check-tree.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 
@@ -63,6 +64,7 @@ bench: build controlplane
 	$(GO) test -run '^$$' -bench WebhookToApplied -benchtime 1x -timeout 20m ./internal/daemon/
 
 lint:
+	scripts/check-tree.sh
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
 
