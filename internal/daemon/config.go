@@ -240,3 +240,17 @@ func (c *Config) validate() []error {
 	}
 	return errs
 }
+
+// HomeNamespace is where the daemon keeps its own objects in the home
+// cluster: the leader Lease, suspensions, and the Secrets it reads.
+const HomeNamespace = "gitk8s-system"
+
+// HomeCluster names the cluster the daemon keeps its own state in and
+// reads its Secrets from: leaderElection.cluster when set, else the first
+// cluster.
+func (c *Config) HomeCluster() string {
+	if c.LeaderElection.Cluster != "" {
+		return c.LeaderElection.Cluster
+	}
+	return c.Clusters[0].Name
+}

@@ -35,10 +35,7 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 		d.leader.Store(true)
 		return d.Run(ctx)
 	}
-	name := le.Cluster
-	if name == "" {
-		name = d.cfg.Clusters[0].Name
-	}
+	name := d.cfg.HomeCluster()
 	t, ok := d.targets[name]
 	if !ok {
 		return fmt.Errorf("leaderElection.cluster %s is not in clusters", name)
@@ -49,7 +46,7 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 	}
 	ns, leaseName := le.Namespace, le.Name
 	if ns == "" {
-		ns = "gitk8s-system"
+		ns = HomeNamespace
 	}
 	if leaseName == "" {
 		leaseName = "gitk8s-daemon"
