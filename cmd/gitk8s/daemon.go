@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,7 +17,7 @@ import (
 )
 
 func newDaemonCommand(g *globalOptions, stderr io.Writer) *cobra.Command {
-	var configPath, cacheDir, logFormat string
+	var configPath, cacheDir, logFormat, advertiseURL string
 	cmd := &cobra.Command{
 		Use:   "daemon --config FILE",
 		Short: "Keep clusters converged on Git (see docs/configuration.md)",
@@ -38,17 +40,20 @@ refused at start with every problem named.`,
 				handler = slog.NewJSONHandler(stderr, nil)
 			}
 			logger := slog.New(handler)
-			d, err := daemon.New(cfg, daemon.Options{GitCacheDir: cacheDir, Logger: logger, Kubeconfig: g.kubeconfig})
+			listen := cfg.Webhooks.Listen
+			if listen == "" {
+				listen = ":9292"
+			}
+			if advertiseURL == "" {
+				advertiseURL = defaultAdvertiseURL(listen)
+			}
+			d, err := daemon.New(cfg, daemon.Options{GitCacheDir: cacheDir, Logger: logger, Kubeconfig: g.kubeconfig, AdvertiseURL: advertiseURL})
 			if err != nil {
 				return failWith(exitError, err)
 			}
 			h, err := d.Handler()
 			if err != nil {
 				return failWith(exitError, err)
-			}
-			listen := cfg.Webhooks.Listen
-			if listen == "" {
-				listen = ":9292"
 			}
 			srv := &http.Server{Addr: listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 			go func() {
@@ -67,5 +72,20 @@ refused at start with every problem named.`,
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file")
 	cmd.Flags().StringVar(&cacheDir, "git-cache-dir", "", "where remote repositories are cached (default: the user's cache directory)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
+	cmd.Flags().StringVar(&advertiseURL, "advertise-url", "", "where other replicas reach this daemon's HTTP API, so that standbys forward webhooks and status requests to the leader (default: http://$POD_IP:<listen port> when POD_IP is set)")
 	return cmd
+}
+
+// defaultAdvertiseURL is http://$POD_IP:<port of listen>, or empty when
+// POD_IP is not set (a standby then answers 503 instead of forwarding).
+func defaultAdvertiseURL(listen string) string {
+	ip := os.Getenv("POD_IP")
+	if ip == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(ip, port)
 }

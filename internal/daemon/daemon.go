@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
@@ -33,6 +34,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Kubeconfig is the kubeconfig file for contexts without a path.
 	Kubeconfig string
+	// AdvertiseURL is where other replicas reach this daemon's HTTP API
+	// (http://POD_IP:9292); a standby forwards webhooks and status
+	// requests to the leader's.
+	AdvertiseURL string
 }
 
 // Daemon runs every sync of a configuration.
@@ -43,16 +48,18 @@ type Daemon struct {
 	memory  apply.Memory
 	log     *slog.Logger
 
-	metrics *metrics
-	started atomic.Bool
-	leader  atomic.Bool
-	// runCtx is the context of Run: watches live as long as it does.
+	metrics      *metrics
+	started      atomic.Bool
+	leader       atomic.Bool
+	elector      atomic.Pointer[leaderelection.LeaderElector]
+	advertiseURL string
+	// runCtx is the context of the current term's drift watches.
 	runCtx atomic.Pointer[context.Context]
 
-	driftMu    sync.Mutex
-	drifts     map[string]*driftWatch
-	driftSeen  sync.Map // sync name → true when drift waits for a reconcile
-	pruningNow sync.Map // sync name → true while it prunes
+	driftMu   sync.Mutex
+	drifts    map[string]*driftWatch
+	driftSeen sync.Map // sync name → true when drift waits for a reconcile
+	pending   sync.Map // sync/cluster → *pendingDrift while it applies
 
 	mu       sync.Mutex
 	status   map[string]*SyncStatus
@@ -73,7 +80,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
-		metrics: newMetrics(), drifts: map[string]*driftWatch{}}
+		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
 		var err error
@@ -126,20 +133,10 @@ func (d *Daemon) Status() []SyncStatus {
 }
 
 // Run reconciles every sync on its interval, and when triggered, until ctx
-// ends; in-flight reconciles then finish within their own deadlines.
+// ends; reconciles in flight then get ShutdownGrace to finish.
 func (d *Daemon) Run(ctx context.Context) error {
-	limit := d.cfg.Concurrency
-	if limit <= 0 {
-		limit = 4
-	}
-	slots := make(chan struct{}, limit)
-	d.runCtx.Store(&ctx)
 	d.started.Store(true)
-	var wg sync.WaitGroup
-	for _, s := range d.cfg.Syncs {
-		wg.Go(func() { d.loop(ctx, s, slots) })
-	}
-	wg.Wait()
+	d.run(ctx, context.Background())
 	return nil
 }
 
@@ -147,9 +144,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 // daemon is asked to stop.
 var ShutdownGrace = 30 * time.Second
 
+// run is one term of work. The loops take work until work ends; a
+// reconcile in flight then gets ShutdownGrace to finish, unless abort ends
+// first (leadership lost), which cancels it at once. run returns when no
+// reconcile of the term is left, and its drift watches have stopped.
+func (d *Daemon) run(work, abort context.Context) {
+	limit := d.cfg.Concurrency
+	if limit <= 0 {
+		limit = 4
+	}
+	slots := make(chan struct{}, limit)
+	watches, stopWatches := context.WithCancel(work)
+	d.runCtx.Store(&watches)
+	defer d.stopDriftWatches(stopWatches)
+	var wg sync.WaitGroup
+	for _, s := range d.cfg.Syncs {
+		wg.Go(func() { d.loop(work, abort, s, slots) })
+	}
+	wg.Wait()
+}
+
 // loop is one sync's schedule: an interval with jitter, triggers, and
 // exponential backoff after failures.
-func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
+func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan struct{}) {
 	interval := s.Source.Interval.Duration
 	if interval == 0 {
 		interval = time.Minute
@@ -158,7 +175,7 @@ func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
 	next := time.Duration(0)
 	for {
 		select {
-		case <-ctx.Done():
+		case <-work.Done():
 			return
 		case <-time.After(next):
 		case <-d.triggers[s.Name]:
@@ -169,35 +186,49 @@ func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
 		}
 		select {
 		case slots <- struct{}{}:
-		case <-ctx.Done():
+		case <-work.Done():
 			return
 		}
 		// A reconcile in flight when the daemon is asked to stop gets a grace
 		// period to finish; then it is cancelled, which leaves every object
 		// and the inventory consistent (an inventory is narrowed only after
-		// deletions are confirmed).
-		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		stop := context.AfterFunc(ctx, func() {
+		// deletions are confirmed). When leadership is lost it is cancelled
+		// at once: another daemon may be applying already.
+		rctx, cancel := context.WithCancel(context.WithoutCancel(work))
+		graceOver := context.AfterFunc(work, func() {
 			select {
 			case <-rctx.Done():
 			case <-time.After(ShutdownGrace):
 				cancel()
 			}
 		})
+		aborted := context.AfterFunc(abort, cancel)
 		err := d.Reconcile(rctx, s)
-		stop()
+		graceOver()
+		aborted()
 		cancel()
 		<-slots
 		if err != nil {
 			failures++
-			backoff := min(time.Duration(1<<min(failures, 8))*time.Second, 5*time.Minute, interval)
-			next = backoff
+			next = backoff(failures, interval)
 			continue
 		}
 		failures = 0
-		// ±10% jitter so that syncs with one interval do not march in step.
-		next = interval + time.Duration((rand.Float64()*0.2-0.1)*float64(interval))
+		next = jitter(interval)
 	}
+}
+
+// backoff is the wait after the n-th failure in a row: 2 s doubling up to
+// the sync's interval or 5 min, whichever is shorter, with ±10% jitter. A
+// failing sync is never retried less often than a healthy one is checked.
+func backoff(n int, interval time.Duration) time.Duration {
+	return jitter(min(time.Duration(1<<min(n, 9))*time.Second, 5*time.Minute, interval))
+}
+
+// jitter spreads d by ±10% so that syncs with one interval do not march
+// in step.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
 }
 
 // Reconcile runs one sync once. When the remote's revision is the one
@@ -345,11 +376,9 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	opts.Wait = s.Wait.Timeout.Duration
 	opts.Memory = d.memory
 	opts.Masker = diff.NewMasker()
-	if s.Prune {
-		d.pruningNow.Store(s.Name, true)
-	}
+	applied := d.applying(s.Name, t.Name)
 	cs, err := apply.NewManager(&target, opts).Apply(ctx, objects)
-	d.pruningNow.Delete(s.Name)
+	applied()
 	if err != nil {
 		return clusterOutcome{reason: ReasonClusterUnavailable, err: err}
 	}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,6 +30,10 @@ type driftWatch struct {
 // only records how gitk8s owns it.
 func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Target, inventoryID string, resources []schema.GroupVersionResource) {
 	d.driftMu.Lock()
+	if ctx.Err() != nil { // the term is over: its watches are stopped and forgotten
+		d.driftMu.Unlock()
+		return
+	}
 	key := syncName + "/" + t.Name
 	w, ok := d.drifts[key]
 	if !ok {
@@ -54,6 +59,34 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 		}
 		w.watching[gvr] = true
 		informer := w.factory.ForResource(gvr).Informer()
+		idOf := func(m *metav1.PartialObjectMetadata) string {
+			return object.ObjMetadata{GroupKind: gvk.GroupKind(), Namespace: m.Namespace, Name: m.Name}.String()
+		}
+		// changed: gitk8s's fields of the object as it is now are not the
+		// ones its memory recorded after its last write.
+		changed := func(m *metav1.PartialObjectMetadata) func() bool {
+			return func() bool {
+				current, ok := currentOf(informer, m)
+				if !ok {
+					return false // deleted since: the deletion is judged on its own
+				}
+				entries, _ := d.memory.Load(memKey)
+				rem, managed := entries[idOf(current)]
+				return managed && rem.Ownership != apply.OwnershipOf(current.ManagedFields, "gitk8s")
+			}
+		}
+		// gone: the object is deleted (or being deleted) while gitk8s still
+		// manages it, so it was not gitk8s's prune, nor a re-create.
+		gone := func(m *metav1.PartialObjectMetadata) func() bool {
+			return func() bool {
+				if current, ok := currentOf(informer, m); ok && current.UID != m.UID && current.DeletionTimestamp == nil {
+					return false // re-created
+				}
+				entries, _ := d.memory.Load(memKey)
+				_, managed := entries[idOf(m)]
+				return managed
+			}
+		}
 		_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			UpdateFunc: func(oldObj, newObj any) {
 				o, ok1 := oldObj.(*metav1.PartialObjectMetadata)
@@ -61,21 +94,20 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 				if !ok1 || !ok2 {
 					return
 				}
-				own := apply.OwnershipOf(n.ManagedFields, "gitk8s")
-				if own == apply.OwnershipOf(o.ManagedFields, "gitk8s") {
-					return // status, or fields gitk8s does not set
+				switch {
+				case n.DeletionTimestamp != nil && o.DeletionTimestamp == nil:
+					d.judgeDrift(syncName, t.Name, n.Namespace+"/"+n.Name, gone(n))
+				case apply.OwnershipOf(n.ManagedFields, "gitk8s") != apply.OwnershipOf(o.ManagedFields, "gitk8s"):
+					d.judgeDrift(syncName, t.Name, n.Namespace+"/"+n.Name, changed(n))
 				}
-				// gitk8s's own writes are the ones its memory recorded.
-				entries, _ := d.memory.Load(memKey)
-				id := object.ObjMetadata{GroupKind: gvk.GroupKind(), Namespace: n.Namespace, Name: n.Name}.String()
-				if rem, ok := entries[id]; ok && rem.Ownership == own {
-					return
-				}
-				d.drifted(syncName, t.Name, n.Namespace+"/"+n.Name)
+				// else status, or fields gitk8s does not set
 			},
 			DeleteFunc: func(obj any) {
-				if m, ok := obj.(*metav1.PartialObjectMetadata); ok && m.DeletionTimestamp == nil && !d.pruning(syncName) {
-					d.drifted(syncName, t.Name, m.Namespace+"/"+m.Name)
+				if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = tomb.Obj
+				}
+				if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+					d.judgeDrift(syncName, t.Name, m.Namespace+"/"+m.Name, gone(m))
 				}
 			},
 		})
@@ -83,6 +115,67 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	}
 	if started {
 		w.factory.Start(w.stop)
+	}
+}
+
+// currentOf is the object as the informer holds it now.
+func currentOf(informer cache.SharedIndexInformer, m *metav1.PartialObjectMetadata) (*metav1.PartialObjectMetadata, bool) {
+	key := m.Name
+	if m.Namespace != "" {
+		key = m.Namespace + "/" + m.Name
+	}
+	obj, ok, err := informer.GetStore().GetByKey(key)
+	if err != nil || !ok {
+		return nil, false
+	}
+	current, ok := obj.(*metav1.PartialObjectMetadata)
+	return current, ok
+}
+
+// settleAfterApply is how long after an apply the changes seen during it
+// are judged: the informer has then seen gitk8s's own last writes.
+var settleAfterApply = 500 * time.Millisecond
+
+// pendingDrift holds the changes seen while gitk8s applies a sync to a
+// cluster. They are judged once the apply has ended and its memory holds
+// what gitk8s wrote, so that gitk8s's own writes are never drift, and a
+// change someone made during the apply still is.
+type pendingDrift struct {
+	mu     sync.Mutex
+	checks map[string]func() bool // object → is it drift
+}
+
+// applying marks a sync's apply to a cluster; the returned func ends it.
+func (d *Daemon) applying(syncName, clusterName string) (done func()) {
+	key := syncName + "/" + clusterName
+	p := &pendingDrift{checks: map[string]func() bool{}}
+	d.pending.Store(key, p)
+	return func() {
+		time.AfterFunc(settleAfterApply, func() {
+			d.pending.CompareAndDelete(key, p)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for obj, isDrift := range p.checks {
+				if isDrift() {
+					d.drifted(syncName, clusterName, obj)
+				}
+			}
+		})
+	}
+}
+
+// judgeDrift reports drift when isDrift holds now, or, while gitk8s
+// applies the sync to the cluster, once that apply has settled.
+func (d *Daemon) judgeDrift(syncName, clusterName, obj string, isDrift func() bool) {
+	if v, ok := d.pending.Load(syncName + "/" + clusterName); ok {
+		p := v.(*pendingDrift)
+		p.mu.Lock()
+		p.checks[obj] = isDrift
+		p.mu.Unlock()
+		return
+	}
+	if isDrift() {
+		d.drifted(syncName, clusterName, obj)
 	}
 }
 
@@ -102,9 +195,13 @@ func (d *Daemon) drifted(syncName, clusterName, object string) {
 	d.Trigger(syncName)
 }
 
-func (d *Daemon) pruning(syncName string) bool {
-	v, ok := d.pruningNow.Load(syncName)
-	return ok && v.(bool)
+// stopDriftWatches ends the term's drift watches and forgets them, so that
+// the next term (after a leadership change) starts its own.
+func (d *Daemon) stopDriftWatches(stop context.CancelFunc) {
+	d.driftMu.Lock()
+	defer d.driftMu.Unlock()
+	stop()
+	d.drifts = map[string]*driftWatch{}
 }
 
 func (d *Daemon) driftMode(syncName string) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,6 +31,15 @@ type LeaderElectionConfig struct {
 
 // RunElected runs the daemon when it holds the Lease, and stands by when
 // another daemon does, until ctx ends. Without leader election it is Run.
+//
+// No object is applied by two daemons at once:
+//   - a leader that loses its Lease (it could not renew it within the
+//     renew deadline) cancels its reconciles at once, before a standby can
+//     take the Lease, which takes the whole lease duration;
+//   - a leader asked to stop takes no new work but keeps renewing its Lease
+//     until its reconciles in flight have ended (ShutdownGrace at most), and
+//     only then releases it, so that a standby takes over at once;
+//   - a daemon starts a new term only after its last one has ended.
 func (d *Daemon) RunElected(ctx context.Context) error {
 	le := d.cfg.LeaderElection
 	if !le.Enabled {
@@ -53,6 +64,9 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 	}
 	host, _ := os.Hostname()
 	identity := host + "-" + rand.String(6)
+	if d.advertiseURL != "" {
+		identity += " " + d.advertiseURL
+	}
 	lease := le.LeaseDuration.Duration
 	if lease == 0 {
 		lease = 15 * time.Second
@@ -60,37 +74,105 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 	if _, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil {
 		return fmt.Errorf("leader election: namespace %s of the Lease: %w", ns, err)
 	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: leaseName, Namespace: ns},
+		Client:     client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+	}
 	d.started.Store(true)
 	for ctx.Err() == nil {
+		electing, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
+		var led atomic.Bool
+		termOver := make(chan struct{})
 		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock: &resourcelock.LeaseLock{
-				LeaseMeta:  metav1.ObjectMeta{Name: leaseName, Namespace: ns},
-				Client:     client.CoordinationV1(),
-				LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
-			},
-			LeaseDuration:   lease,
-			RenewDeadline:   lease * 2 / 3,
-			RetryPeriod:     lease / 6,
-			ReleaseOnCancel: true,
+			Lock:          lock,
+			LeaseDuration: lease,
+			RenewDeadline: lease * 2 / 3,
+			RetryPeriod:   lease / 6,
+			// Released by hand below, once the term's reconciles have ended:
+			// client-go would release it when told to stop, before they have.
+			ReleaseOnCancel: false,
 			Name:            "gitk8s",
 			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(ctx context.Context) {
+				OnStartedLeading: func(lead context.Context) {
+					defer close(termOver)
+					led.Store(true)
 					d.log.Info("leading", "identity", identity)
+					work, stopWork := context.WithCancel(lead)
+					defer stopWork()
+					defer context.AfterFunc(ctx, stopWork)()
+					// It stops counting as the leader once it takes no new work:
+					// a push forwarded to it then gets 503 and is sent again.
 					d.leader.Store(true)
-					_ = d.Run(ctx)
+					defer context.AfterFunc(work, func() { d.leader.Store(false) })()
+					d.run(work, lead)
+					d.leader.Store(false)
 				},
 				OnStoppedLeading: func() {
-					d.leader.Store(false)
-					d.log.Info("standing by", "identity", identity)
+					if led.Load() {
+						d.leader.Store(false)
+						d.log.Info("standing by", "identity", identity)
+					}
 				},
 			},
 		})
 		if err != nil {
+			stopElecting()
 			return err
 		}
-		elector.Run(ctx)
+		d.elector.Store(elector)
+		// Asked to stop: a standby stops electing at once; a leader keeps
+		// renewing until its term is over.
+		stopWhenDone := context.AfterFunc(ctx, func() {
+			if led.Load() {
+				<-termOver
+			}
+			stopElecting()
+		})
+		elector.Run(electing)
+		stopWhenDone()
+		stopElecting()
+		if led.Load() {
+			<-termOver
+			if ctx.Err() != nil {
+				d.releaseLease(lock, identity)
+			}
+		}
 	}
 	return nil
+}
+
+// releaseLease gives up the Lease when this daemon still holds it, so that
+// a standby takes over without waiting for it to lapse.
+func (d *Daemon) releaseLease(lock *resourcelock.LeaseLock, identity string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rec, _, err := lock.Get(ctx)
+	if err != nil || rec.HolderIdentity != identity {
+		return
+	}
+	now := metav1.NewTime(time.Now())
+	if err := lock.Update(ctx, resourcelock.LeaderElectionRecord{
+		LeaderTransitions:    rec.LeaderTransitions,
+		LeaseDurationSeconds: 1,
+		RenewTime:            now,
+		AcquireTime:          now,
+	}); err != nil {
+		d.log.Warn("could not release the Lease; a standby takes over when it lapses", "error", err)
+		return
+	}
+	d.log.Info("released the Lease", "identity", identity)
+}
+
+// LeaderURL is where the leader serves its HTTP API, as it advertised in
+// its Lease identity; empty when unknown or when this daemon leads.
+func (d *Daemon) LeaderURL() string {
+	e := d.elector.Load()
+	if e == nil || d.Leader() {
+		return ""
+	}
+	_, url, _ := strings.Cut(e.GetLeader(), " ")
+	return url
 }
 
 // Leader reports whether this daemon reconciles (it holds the Lease, or

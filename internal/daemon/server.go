@@ -71,11 +71,11 @@ func (d *Daemon) Handler() (http.Handler, error) {
 	}
 	hooks := WebhookHandler(receivers, d.OnPush)
 	mux := http.NewServeMux()
-	mux.Handle("/hooks/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/hooks/", d.leaderOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		hooks.ServeHTTP(rec, r)
 		d.metrics.webhooks.WithLabelValues(strings.TrimPrefix(r.URL.Path, "/hooks/"), fmt.Sprint(rec.code)).Inc()
-	}))
+	})))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !d.started.Load() {
@@ -85,18 +85,18 @@ func (d *Daemon) Handler() (http.Handler, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/api/v1/syncs", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/v1/syncs", d.leaderOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"leader": d.Leader(), "syncs": d.Status()})
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("/", d.leaderOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_ = statusPage.Execute(w, d.Status())
-	})
+	})))
 	return mux, nil
 }
 
