@@ -260,6 +260,44 @@ syncs:
 		t.Fatal("no such sync")
 	}
 	eventually("a triggered commit applied", func() bool { return value() == "four" && status().Condition("Ready").Status == "True" })
+
+	// gitk8s's own writes are not drift: a change it applies is counted
+	// neither while it applies nor once it has settled.
+	drifted := status().DriftedObjects
+	fifth := srv.commit(t, map[string]string{"cm.yaml": cm("five")})
+	d.Trigger("settings-" + ns)
+	eventually("the fifth commit applied", func() bool { return value() == "five" && status().LastAppliedRevision == fifth })
+	time.Sleep(2 * settleAfterApply)
+	if n := status().DriftedObjects; n != drifted {
+		t.Errorf("gitk8s's own write counted as drift: %d drifted objects, %d before", n, drifted)
+	}
+
+	// A deletion held by a finalizer is drift as soon as it starts; the
+	// object is re-created once the deletion completes.
+	if _, err := client.CoreV1().ConfigMaps(ns).Patch(context.Background(), "settings", "application/merge-patch+json",
+		[]byte(`{"metadata":{"finalizers":["example.test/hold"]}}`), metav1.PatchOptions{FieldManager: "someone"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * settleAfterApply)
+	if n := status().DriftedObjects; n != drifted {
+		t.Errorf("a finalizer added by someone else (not a field gitk8s sets) counted as drift: %d", n)
+	}
+	held, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "settings", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CoreV1().ConfigMaps(ns).Delete(context.Background(), "settings", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the held deletion seen as drift", func() bool { return status().DriftedObjects > drifted })
+	if _, err := client.CoreV1().ConfigMaps(ns).Patch(context.Background(), "settings", "application/merge-patch+json",
+		[]byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{FieldManager: "someone"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the object re-created after the held deletion", func() bool {
+		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "settings", metav1.GetOptions{})
+		return err == nil && c.UID != held.UID && c.DeletionTimestamp == nil && c.Data["value"] == "five"
+	})
 }
 
 type lockedWriter struct {

@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,26 +29,42 @@ type electedDaemon struct {
 	*Daemon
 	stop func()
 	done chan struct{}
+	// url is where its HTTP API listens, when the test serves it.
+	url string
 }
 
 // startElected starts a daemon of this configuration with leader
-// election; the test stops it at its end if it has not.
-func startElected(t *testing.T, cfgText string, opts Options) *electedDaemon {
+// election, serving its HTTP API on loopback when serve is set (and
+// advertising that URL); the test stops it at its end if it has not.
+func startElected(t *testing.T, cfgText string, serve bool) *electedDaemon {
 	t.Helper()
 	cfg, err := LoadConfig(writeConfig(t, cfgText))
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.GitCacheDir = t.TempDir()
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	opts := Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var ln net.Listener
+	if serve {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		opts.AdvertiseURL = "http://" + ln.Addr().String()
 	}
 	d, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &electedDaemon{Daemon: d, stop: cancel, done: make(chan struct{})}
+	e := &electedDaemon{Daemon: d, stop: cancel, done: make(chan struct{}), url: opts.AdvertiseURL}
+	if serve {
+		h, err := d.Handler()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
+		srv.Start()
+		t.Cleanup(srv.Close)
+	}
 	go func() { _ = d.RunElected(ctx); close(e.done) }()
 	t.Cleanup(func() { cancel(); <-e.done })
 	return e
@@ -99,9 +118,9 @@ leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 		}
 		return c.Data["value"]
 	}
-	a := startElected(t, cfgText, Options{})
+	a := startElected(t, cfgText, false)
 	within(t, "a leads and applies", 30*time.Second, func() bool { return a.Leader() && value() == "one" })
-	b := startElected(t, cfgText, Options{})
+	b := startElected(t, cfgText, false)
 	time.Sleep(4 * time.Second) // longer than the lease: b must still stand by
 	if b.Leader() {
 		t.Fatal("two leaders")
@@ -157,12 +176,12 @@ syncs:
 leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 `, env.Contexts[0], env.Kubeconfig, ns, srv.url, ns)
 	client := env.Client(t, "")
-	a := startElected(t, cfgText, Options{})
+	a := startElected(t, cfgText, false)
 	within(t, "a leads and applies the Deployment", 30*time.Second, func() bool {
 		_, err := client.AppsV1().Deployments(ns).Get(context.Background(), "stuck", metav1.GetOptions{})
 		return a.Leader() && err == nil
 	})
-	b := startElected(t, cfgText, Options{})
+	b := startElected(t, cfgText, false)
 	time.Sleep(500 * time.Millisecond)
 	a.stop() // a's reconcile is waiting for health
 	var bLed time.Time
@@ -293,12 +312,12 @@ leaderElection: {enabled: true, cluster: home, name: lease-%s, leaseDuration: 3s
 `, ctxName, home, ctxName, env.Kubeconfig, ns, srv.url, ns)
 	}
 	client := env.Client(t, "")
-	a := startElected(t, config(proxied), Options{})
+	a := startElected(t, config(proxied), false)
 	within(t, "a leads and applies the Deployment", 30*time.Second, func() bool {
 		_, err := client.AppsV1().Deployments(ns).Get(context.Background(), "stuck", metav1.GetOptions{})
 		return a.Leader() && err == nil
 	})
-	b := startElected(t, config(env.Kubeconfig), Options{})
+	b := startElected(t, config(env.Kubeconfig), false)
 	time.Sleep(500 * time.Millisecond)
 	proxy.freeze()
 	frozen := time.Now()
@@ -320,5 +339,86 @@ leaderElection: {enabled: true, cluster: home, name: lease-%s, leaseDuration: 3s
 	within(t, "a's reconcile ends", 5*time.Second, func() bool { return !a.Status()[0].LastAttempt.IsZero() })
 	if c := a.Status()[0].Condition("Ready"); c.Status != "False" || !strings.Contains(c.Message, "context canceled") {
 		t.Errorf("a's reconcile was not cancelled: %+v", c)
+	}
+}
+
+// TestStandbyForwardsToLeader: a push that reaches the standby (behind the
+// same Service as the leader) is forwarded to the leader, which applies it;
+// the standby's status API answers with the leader's status; a forwarded
+// request that reaches a daemon that does not lead is refused with 503.
+func TestStandbyForwardsToLeader(t *testing.T) {
+	ns := env.Namespace(t)
+	client := env.Client(t, "")
+	ensureHomeNamespace(t)
+	cm := func(value string) string {
+		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: forwarded, namespace: %s}\ndata: {value: %q}\n", ns, value)
+	}
+	srv := newGitServer(t)
+	srv.commit(t, map[string]string{"cm.yaml": cm("one")})
+	secret := filepath.Join(t.TempDir(), "github")
+	if err := os.WriteFile(secret, []byte("hook-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgText := fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- name: forwarded-%s
+  source: {url: %s, ref: {branch: main}, interval: 1h}
+  clusters: [local]
+webhooks:
+  receivers: [{name: github, provider: github, secretFile: %s}]
+leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
+`, env.Contexts[0], env.Kubeconfig, ns, srv.url, secret, ns)
+	value := func() string {
+		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "forwarded", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return c.Data["value"]
+	}
+	a := startElected(t, cfgText, true)
+	within(t, "a leads and applies", 30*time.Second, func() bool { return a.Leader() && value() == "one" })
+	b := startElected(t, cfgText, true)
+	within(t, "b knows the leader", 10*time.Second, func() bool { return b.LeaderURL() == a.url })
+
+	srv.commit(t, map[string]string{"cm.yaml": cm("two")})
+	push := fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, srv.url)
+	req, _ := http.NewRequest(http.MethodPost, b.url+"/hooks/github", strings.NewReader(push))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+sign("hook-secret", push))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("push to the standby: %s", resp.Status)
+	}
+	within(t, "the leader applies the forwarded push", 15*time.Second, func() bool { return value() == "two" })
+	if !b.Status()[0].LastAttempt.IsZero() {
+		t.Error("the standby reconciled")
+	}
+
+	resp, err = http.Get(b.url + "/api/v1/syncs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"leader":true`) || !strings.Contains(string(body), `"lastAppliedRevision"`) {
+		t.Errorf("the standby's status API did not answer with the leader's status: %s", body)
+	}
+
+	req, _ = http.NewRequest(http.MethodGet, b.url+"/api/v1/syncs", nil)
+	req.Header.Set(forwardedHeader, "http://elsewhere")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a request forwarded to the standby got %s, want 503", resp.Status)
 	}
 }
