@@ -247,7 +247,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 	remote := source.RemoteOptions{URL: s.Source.URL, Ref: ref, Path: s.Source.Path}
 	resolveStart := time.Now()
 	rev, err := d.fetcher.Resolve(ctx, remote)
-	d.metrics.gitFetch.Observe(time.Since(resolveStart).Seconds())
+	d.metrics.gitResolve.Observe(time.Since(resolveStart).Seconds())
 	if err != nil {
 		log.Warn("source unavailable", "error", err)
 		d.record(s.Name, "", ReasonSourceUnavailable, err, nil)
@@ -261,7 +261,9 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 	log = log.With("revision", rev)
 	result = "applied"
 	d.setReconciling(s.Name, rev)
+	fetchStart := time.Now()
 	snap, _, err := d.fetcher.Fetch(ctx, remote)
+	d.metrics.gitFetch.Observe(time.Since(fetchStart).Seconds())
 	if err != nil {
 		d.record(s.Name, rev, ReasonSourceUnavailable, err, nil)
 		return err

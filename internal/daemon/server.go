@@ -18,6 +18,7 @@ type metrics struct {
 	reconcile      *prometheus.HistogramVec
 	objects        *prometheus.CounterVec
 	webhooks       *prometheus.CounterVec
+	gitResolve     prometheus.Histogram
 	gitFetch       prometheus.Histogram
 	appliedRev     *prometheus.GaugeVec
 	policyFindings *prometheus.CounterVec
@@ -33,8 +34,10 @@ func newMetrics() *metrics {
 			Help: "Objects by what a reconcile did to them (created, configured, pruned, …)."}, []string{"sync", "action"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gitk8s_webhook_requests_total",
 			Help: "Webhook requests by receiver and HTTP status."}, []string{"receiver", "code"}),
-		gitFetch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gitk8s_git_resolve_duration_seconds",
+		gitResolve: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gitk8s_git_resolve_duration_seconds",
 			Help: "Time to learn a remote's revision (one ref advertisement).", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
+		gitFetch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gitk8s_git_fetch_duration_seconds",
+			Help: "Time to fetch a new revision into the cache and check it out.", Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}),
 		appliedRev: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gitk8s_sync_last_applied_revision_info",
 			Help: "1 for the revision a sync last applied."}, []string{"sync", "revision"}),
 		policyFindings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gitk8s_policy_findings_total",
@@ -42,7 +45,7 @@ func newMetrics() *metrics {
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gitk8s_drift_total",
 			Help: "Changes someone else made to objects a sync manages."}, []string{"sync"}),
 	}
-	m.registry.MustRegister(m.reconcile, m.objects, m.webhooks, m.gitFetch, m.appliedRev, m.policyFindings, m.drift,
+	m.registry.MustRegister(m.reconcile, m.objects, m.webhooks, m.gitResolve, m.gitFetch, m.appliedRev, m.policyFindings, m.drift,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
