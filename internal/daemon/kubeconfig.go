@@ -50,8 +50,13 @@ func (d *Daemon) target(ctx context.Context, c ClusterConfig) (*cluster.Target, 
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	d.secretTargetsMu.Lock()
+	defer d.secretTargetsMu.Unlock()
+	if cached, ok := d.secretTargets[c.Name]; ok && cached.sum == sum {
+		// Another sync built it meanwhile: share one, so that drift
+		// watches are not started again for a new Target.
+		return cached.target, nil
+	}
 	d.secretTargets[c.Name] = secretTarget{sum: sum, target: t}
-	d.secretTargetsMu.Unlock()
 	return t, nil
 }
 

@@ -172,7 +172,11 @@ func (d *Daemon) secretKey(ctx context.Context, ref *SecretKeyRef, keys ...strin
 		return nil, "", err
 	}
 	for _, k := range keys {
-		if v, ok := data[k]; ok && len(v) > 0 {
+		v, ok := data[k]
+		switch {
+		case ok && len(v) == 0:
+			return nil, "", fmt.Errorf("Secret %s/%s: key %s is empty", ns, ref.Name, k)
+		case ok:
 			return v, k, nil
 		}
 	}
