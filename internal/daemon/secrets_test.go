@@ -527,7 +527,7 @@ clusters:
 syncs:
 - {name: shop, source: {url: "https://git.example/org/shop.git", ref: {branch: main}, interval: 1h}, clusters: [local], suspend: true}
 webhooks:
-  receivers: [{name: gh, provider: github, secretRef: {namespace: %s, name: %s}}]
+  receivers: [{name: gh, provider: github, secretRef: {namespace: %s, name: %s}, perMinute: 100000}]
 `, env.Contexts[0], env.Kubeconfig, ns, secret)
 	}
 	r := runDaemon(t, config("hook"))
