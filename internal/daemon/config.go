@@ -13,10 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -43,12 +46,32 @@ type WebhooksConfig struct {
 }
 
 // ReceiverConfig is one webhook receiver, served at /hooks/<name>.
+// Exactly one of SecretFile and SecretRef holds its shared secret.
 type ReceiverConfig struct {
 	Name     string `json:"name"`
 	Provider string `json:"provider"`
 	// SecretFile holds the shared secret (a mounted Secret key).
-	SecretFile string `json:"secretFile"`
-	PerMinute  int    `json:"perMinute,omitempty"`
+	SecretFile string `json:"secretFile,omitempty"`
+	// SecretRef is a key of a Secret in the home cluster (key default
+	// "token").
+	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
+	PerMinute int           `json:"perMinute,omitempty"`
+}
+
+// SecretRef names a Secret in the home cluster (HomeCluster); the
+// namespace defaults to HomeNamespace.
+type SecretRef struct {
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// SecretKeyRef names one key of a Secret in the home cluster; the
+// namespace defaults to HomeNamespace, the key to what the referring field
+// says.
+type SecretKeyRef struct {
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Key       string `json:"key,omitempty"`
 }
 
 // ClusterConfig names a cluster and how to reach it.
@@ -58,12 +81,17 @@ type ClusterConfig struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 }
 
-// KubeconfigRef is a kubeconfig context (in the default or a given file)
-// or the in-cluster service account.
+// KubeconfigRef is a kubeconfig context (in the default or a given file,
+// or in a Secret) or the in-cluster service account.
 type KubeconfigRef struct {
 	Context   string `json:"context,omitempty"`
 	Path      string `json:"path,omitempty"`
 	InCluster bool   `json:"inCluster,omitempty"`
+	// SecretRef is a kubeconfig in a Secret of the home cluster (key
+	// default "value", as Cluster API writes it, else "kubeconfig"). It is
+	// read again when its cached copy is older than SecretTTL, and refused
+	// when it could run a command or read a file in the daemon.
+	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
 }
 
 // SyncConfig is one source kept applied to some clusters.
@@ -97,6 +125,19 @@ type SourceConfig struct {
 	Path     string   `json:"path,omitempty"`
 	Ref      RefSpec  `json:"ref,omitempty"`
 	Interval Duration `json:"interval,omitempty"`
+	// Auth holds the remote's credentials.
+	Auth *SourceAuth `json:"auth,omitempty"`
+}
+
+// SourceAuth says where a remote's credentials are: a Secret in the home
+// cluster or a mounted Secret, one file per key. Exactly one is given. The
+// keys are Flux's: username, password, bearerToken or token (used as the
+// password), ca.crt, identity (an SSH private key), passphrase and
+// known_hosts; others are ignored.
+type SourceAuth struct {
+	SecretRef *SecretRef `json:"secretRef,omitempty"`
+	// SecretDir is a directory with one file per key.
+	SecretDir string `json:"secretDir,omitempty"`
 }
 
 // RefSpec selects a revision; at most one field is set.
@@ -160,12 +201,29 @@ func (c *Config) validate() []error {
 			bad("clusters[%d]: cluster %s is named twice", i, cl.Name)
 		}
 		clusters[cl.Name] = true
-		if cl.Kubeconfig.InCluster && (cl.Kubeconfig.Context != "" || cl.Kubeconfig.Path != "") {
-			bad("cluster %s: kubeconfig: inCluster excludes context and path", cl.Name)
+		k := cl.Kubeconfig
+		switch {
+		case k.InCluster && (k.Context != "" || k.Path != "" || k.SecretRef != nil):
+			bad("cluster %s: kubeconfig: inCluster excludes context, path and secretRef", cl.Name)
+		case k.Path != "" && k.SecretRef != nil:
+			bad("cluster %s: kubeconfig: give path or secretRef, not both", cl.Name)
+		}
+		if k.SecretRef != nil {
+			for _, e := range k.SecretRef.problems() {
+				bad("cluster %s: kubeconfig.secretRef: %s", cl.Name, e)
+			}
 		}
 	}
 	if len(c.Clusters) == 0 {
 		bad("clusters: at least one cluster is needed")
+	} else if home := c.HomeCluster(); clusters[home] {
+		for _, cl := range c.Clusters {
+			if cl.Name == home && cl.Kubeconfig.SecretRef != nil {
+				bad("cluster %s: kubeconfig: the home cluster, where Secrets are read, cannot itself come from a Secret", home)
+			}
+		}
+	} else {
+		bad("leaderElection.cluster %s is not in clusters", home)
 	}
 	syncs := map[string]bool{}
 	for i, s := range c.Syncs {
@@ -198,6 +256,18 @@ func (c *Config) validate() []error {
 		if s.Source.Interval.Duration != 0 && s.Source.Interval.Duration < time.Second {
 			bad("%s: source.interval %s is shorter than a second", where, s.Source.Interval.Duration)
 		}
+		if a := s.Source.Auth; a != nil {
+			switch {
+			case (a.SecretRef == nil) == (a.SecretDir == ""):
+				bad("%s: source.auth: give one of secretRef or secretDir", where)
+			case a.SecretRef != nil:
+				for _, e := range (&SecretKeyRef{Namespace: a.SecretRef.Namespace, Name: a.SecretRef.Name}).problems() {
+					bad("%s: source.auth.secretRef: %s", where, e)
+				}
+			case !filepath.IsAbs(a.SecretDir):
+				bad("%s: source.auth.secretDir %q must be an absolute path", where, a.SecretDir)
+			}
+		}
 		if len(s.Clusters) > 0 && s.ClusterSelector != nil {
 			bad("%s: give clusters or clusterSelector, not both", where)
 		}
@@ -229,16 +299,47 @@ func (c *Config) validate() []error {
 		default:
 			bad("webhooks.receivers[%d]: provider %q is not one of github, gitlab, gitea, bitbucket-server, generic", i, r.Provider)
 		}
-		if r.SecretFile == "" {
-			bad("webhooks.receivers[%d]: secretFile is required: a receiver without a secret would trust anyone", i)
-		} else if _, err := os.Stat(r.SecretFile); err != nil {
-			bad("webhooks.receivers[%d]: secretFile: %v", i, err)
+		switch {
+		case r.SecretFile == "" && r.SecretRef == nil:
+			bad("webhooks.receivers[%d]: secretFile or secretRef is required: a receiver without a secret would trust anyone", i)
+		case r.SecretFile != "" && r.SecretRef != nil:
+			bad("webhooks.receivers[%d]: give secretFile or secretRef, not both", i)
+		case r.SecretRef != nil:
+			for _, e := range r.SecretRef.problems() {
+				bad("webhooks.receivers[%d]: secretRef: %s", i, e)
+			}
+		default:
+			if _, err := os.Stat(r.SecretFile); err != nil {
+				bad("webhooks.receivers[%d]: secretFile: %v", i, err)
+			}
 		}
 	}
 	if c.Concurrency < 0 {
 		bad("concurrency must not be negative")
 	}
 	return errs
+}
+
+// problems names what is malformed in a reference: the name, namespace
+// and key must be what the API server accepts.
+func (r *SecretKeyRef) problems() []string {
+	var out []string
+	if r.Name == "" {
+		out = append(out, "name is required")
+	} else if errs := validation.IsDNS1123Subdomain(r.Name); len(errs) > 0 {
+		out = append(out, fmt.Sprintf("name %q: %s", r.Name, strings.Join(errs, "; ")))
+	}
+	if r.Namespace != "" {
+		if errs := validation.IsDNS1123Label(r.Namespace); len(errs) > 0 {
+			out = append(out, fmt.Sprintf("namespace %q: %s", r.Namespace, strings.Join(errs, "; ")))
+		}
+	}
+	if r.Key != "" {
+		if errs := validation.IsConfigMapKey(r.Key); len(errs) > 0 {
+			out = append(out, fmt.Sprintf("key %q: %s", r.Key, strings.Join(errs, "; ")))
+		}
+	}
+	return out
 }
 
 // HomeNamespace is where the daemon keeps its own objects in the home

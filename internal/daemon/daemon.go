@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 
@@ -44,9 +45,16 @@ type Options struct {
 type Daemon struct {
 	cfg     *Config
 	targets map[string]*cluster.Target
-	fetcher *source.Fetcher
-	memory  apply.Memory
-	log     *slog.Logger
+	// secrets reads Secrets from the home cluster.
+	secrets *secretCache
+	// secretTargets are the clusters whose kubeconfig is in a Secret, as
+	// last built; clusterOptions are what they are built with.
+	secretTargetsMu sync.Mutex
+	secretTargets   map[string]secretTarget
+	clusterOptions  cluster.Options
+	fetcher         *source.Fetcher
+	memory          apply.Memory
+	log             *slog.Logger
 
 	metrics      *metrics
 	started      atomic.Bool
@@ -80,16 +88,20 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
-		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL}
+		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL,
+		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions()}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
 		var err error
-		if c.Kubeconfig.InCluster {
+		switch {
+		case c.Kubeconfig.SecretRef != nil:
+			continue // read from its Secret when it is used
+		case c.Kubeconfig.InCluster:
 			var rc *rest.Config
 			if rc, err = rest.InClusterConfig(); err == nil {
 				t, err = cluster.New(c.Name, "default", rc, cluster.DefaultOptions())
 			}
-		} else {
+		default:
 			copts := cluster.DefaultOptions()
 			copts.Kubeconfig = opts.Kubeconfig
 			t, err = cluster.FromSpec(copts, cluster.Spec{Name: c.Name, Context: c.Kubeconfig.Context, Kubeconfig: c.Kubeconfig.Path, Labels: c.Labels})
@@ -100,6 +112,15 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		t.Labels = c.Labels
 		d.targets[c.Name] = t
 	}
+	home, ok := d.targets[cfg.HomeCluster()]
+	if !ok {
+		return nil, fmt.Errorf("home cluster %s: not a cluster reached without a Secret", cfg.HomeCluster())
+	}
+	client, err := kubernetes.NewForConfig(home.Config)
+	if err != nil {
+		return nil, fmt.Errorf("home cluster %s: %w", cfg.HomeCluster(), err)
+	}
+	d.secrets = newSecretCache(client.CoreV1())
 	for _, s := range cfg.Syncs {
 		d.status[s.Name] = &SyncStatus{Name: s.Name, Suspended: s.Suspend}
 		d.triggers[s.Name] = make(chan struct{}, 1)
@@ -245,6 +266,11 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 	log := d.log.With("sync", s.Name)
 	ref := source.Ref{Branch: s.Source.Ref.Branch, Tag: s.Source.Ref.Tag, SemVer: s.Source.Ref.SemVer, Commit: s.Source.Ref.Commit}
 	remote := source.RemoteOptions{URL: s.Source.URL, Ref: ref, Path: s.Source.Path}
+	if remote.Auth, err = d.gitAuth(ctx, s); err != nil {
+		log.Warn("source unavailable", "error", err)
+		d.record(s.Name, "", ReasonSourceUnavailable, err, nil)
+		return err
+	}
 	resolveStart := time.Now()
 	rev, err := d.fetcher.Resolve(ctx, remote)
 	d.metrics.gitResolve.Observe(time.Since(resolveStart).Seconds())
@@ -275,26 +301,26 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
 		return err
 	}
-	targets, err := d.targetsOf(s)
+	clusters, err := d.clustersOf(s)
 	if err != nil {
 		d.record(s.Name, rev, ReasonPlanFailed, err, nil)
 		return err
 	}
 	objectsFor := map[string][]*render.Object{}
 	if federation.HasFederated(bundle.Objects) {
-		var clusters []federation.Cluster
-		for _, t := range targets {
-			clusters = append(clusters, federation.Cluster{Name: t.Name, Labels: t.Labels, Ready: true})
+		var members []federation.Cluster
+		for _, c := range clusters {
+			members = append(members, federation.Cluster{Name: c.Name, Labels: c.Labels, Ready: true})
 		}
-		res, err := federation.Expand(bundle.Objects, clusters)
+		res, err := federation.Expand(bundle.Objects, members)
 		if err != nil {
 			d.record(s.Name, rev, ReasonRenderFailed, err, nil)
 			return err
 		}
 		objectsFor = res.PerCluster
 	} else {
-		for _, t := range targets {
-			objectsFor[t.Name] = bundle.Objects
+		for _, c := range clusters {
+			objectsFor[c.Name] = bundle.Objects
 		}
 	}
 	admission, err := policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
@@ -303,10 +329,18 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		return err
 	}
 
-	results := make([]clusterOutcome, len(targets))
+	results := make([]clusterOutcome, len(clusters))
 	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Go(func() { results[i] = d.syncCluster(ctx, s, t, objectsFor[t.Name], admission, log) })
+	for i, c := range clusters {
+		wg.Go(func() {
+			t, err := d.target(ctx, c)
+			if err != nil {
+				log.Warn("cluster unavailable", "cluster", c.Name, "error", err)
+				results[i] = clusterOutcome{reason: ReasonClusterUnavailable, err: err}
+				return
+			}
+			results[i] = d.syncCluster(ctx, s, t, objectsFor[c.Name], admission, log)
+		})
 	}
 	wg.Wait()
 	reason, errs := ReasonSucceeded, []error(nil)
@@ -419,12 +453,16 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	return out
 }
 
-// targetsOf picks a sync's clusters.
-func (d *Daemon) targetsOf(s SyncConfig) ([]*cluster.Target, error) {
-	var out []*cluster.Target
+// clustersOf picks a sync's clusters.
+func (d *Daemon) clustersOf(s SyncConfig) ([]ClusterConfig, error) {
+	var out []ClusterConfig
 	if len(s.Clusters) > 0 {
 		for _, name := range s.Clusters {
-			out = append(out, d.targets[name])
+			for _, c := range d.cfg.Clusters {
+				if c.Name == name {
+					out = append(out, c)
+				}
+			}
 		}
 		return out, nil
 	}
@@ -434,7 +472,7 @@ func (d *Daemon) targetsOf(s SyncConfig) ([]*cluster.Target, error) {
 	}
 	for _, c := range d.cfg.Clusters {
 		if sel.Matches(labels.Set(c.Labels)) {
-			out = append(out, d.targets[c.Name])
+			out = append(out, c)
 		}
 	}
 	if len(out) == 0 {

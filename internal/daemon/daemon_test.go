@@ -38,11 +38,19 @@ func git(t testing.TB, dir string, args ...string) string {
 }
 
 // gitServer serves a bare repository over HTTP with git http-backend and
-// counts the requests.
+// counts the requests. With a password set it is private: HTTP basic auth.
 type gitServer struct {
-	url, work string
-	mu        sync.Mutex
-	requests  []string
+	url, work          string
+	mu                 sync.Mutex
+	requests           []string
+	username, password string
+}
+
+// requireAuth makes the repository private, or changes its password.
+func (s *gitServer) requireAuth(username, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.username, s.password = username, password
 }
 
 func newGitServer(t testing.TB) *gitServer {
@@ -55,7 +63,16 @@ func newGitServer(t testing.TB) *gitServer {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests = append(s.requests, r.Method+" "+r.URL.Path)
+		wantUser, wantPass := s.username, s.password
 		s.mu.Unlock()
+		if wantPass != "" {
+			user, pass, ok := r.BasicAuth()
+			if !ok || user != wantUser || pass != wantPass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
 		backend.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
@@ -110,7 +127,7 @@ syncs:
 	}
 	for _, want := range []string{
 		`clusters[0]: name "Eu_1" must be a lowercase DNS label`,
-		"cluster eu-2: kubeconfig: inCluster excludes context and path",
+		"cluster eu-2: kubeconfig: inCluster excludes context, path and secretRef",
 		"sync shop: source.url is required",
 		"sync shop: source.ref: give one of branch, tag, semver or commit",
 		"sync shop: source.interval 10ms is shorter than a second",

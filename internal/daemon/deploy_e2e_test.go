@@ -23,8 +23,10 @@ import (
 
 // TestDeployedRBACIsEnough runs the gitk8s binary as a daemon with the
 // credentials of the ServiceAccount deploy/ creates (a token for it, no
-// more) and syncs examples/course from a Git server: the RBAC in deploy/
-// must be enough for the daemon and for what the course contains.
+// more) and syncs examples/course from a private Git server, with the Git
+// credentials and the webhook secret in Secrets of gitk8s-system: the RBAC
+// in deploy/ must be enough for the daemon, its credentials and what the
+// course contains.
 func TestDeployedRBACIsEnough(t *testing.T) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -73,6 +75,17 @@ func TestDeployedRBACIsEnough(t *testing.T) {
 		files[e.Name()] = string(data)
 	}
 	rev := srv.commit(t, files)
+	const gitPassword, hookToken = "deploy-pw-6f3a2b", "deploy-hook-8e1c4d"
+	srv.requireAuth("gitk8s-bot", gitPassword)
+	for name, data := range map[string]map[string]string{
+		"gitk8s-test-git":     {"username": "gitk8s-bot", "password": gitPassword},
+		"gitk8s-test-webhook": {"token": hookToken},
+	} {
+		putSecret(t, "gitk8s-system", name, data)
+		t.Cleanup(func() {
+			_ = client.CoreV1().Secrets("gitk8s-system").Delete(context.Background(), name, metav1.DeleteOptions{})
+		})
+	}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,11 +100,13 @@ clusters:
 - {name: local, kubeconfig: {path: %s, context: gitk8s}}
 syncs:
 - name: course
-  source: {url: %s, interval: 2s}
+  source: {url: %s, interval: 2s, auth: {secretRef: {name: gitk8s-test-git}}}
   clusters: [local]
   prune: true
   wait: {timeout: 2m}
-webhooks: {listen: "%s"}
+webhooks:
+  listen: "%s"
+  receivers: [{name: github, provider: github, secretRef: {name: gitk8s-test-webhook}}]
 leaderElection: {enabled: true}
 `, kubeconfig, srv.url, addr)), 0o644); err != nil {
 		t.Fatal(err)
@@ -133,6 +148,11 @@ leaderElection: {enabled: true}
 	dep, err := client.AppsV1().Deployments("course").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil || dep.Status.ReadyReplicas != 3 {
 		t.Errorf("course/web: %v %v", dep.Status, err)
+	}
+	for _, v := range []string{gitPassword, hookToken} {
+		if strings.Contains(logs.String(), v) {
+			t.Errorf("the daemon's log holds the Secret value %q", v)
+		}
 	}
 }
 

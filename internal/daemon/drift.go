@@ -23,6 +23,9 @@ type driftWatch struct {
 	watching map[schema.GroupVersionResource]bool
 	factory  metadatainformer.SharedInformerFactory
 	stop     <-chan struct{}
+	// target is the Target watched through; cancel ends the watch.
+	target *cluster.Target
+	cancel context.CancelFunc
 }
 
 // watchDrift makes sure the sync's objects of these resources in this
@@ -36,8 +39,15 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	}
 	key := syncName + "/" + t.Name
 	w, ok := d.drifts[key]
+	if ok && w.target != t {
+		// The cluster's kubeconfig came from a Secret that changed: the
+		// old credentials may be revoked, so watch anew with the new ones.
+		w.cancel()
+		ok = false
+	}
 	if !ok {
-		w = &driftWatch{watching: map[schema.GroupVersionResource]bool{}, stop: ctx.Done(),
+		wctx, cancel := context.WithCancel(ctx)
+		w = &driftWatch{watching: map[schema.GroupVersionResource]bool{}, stop: wctx.Done(), target: t, cancel: cancel,
 			factory: metadatainformer.NewFilteredSharedInformerFactory(t.Metadata, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 				o.LabelSelector = apply.LabelPartOf + "=" + inventoryID
 			})}

@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -66,11 +69,36 @@ func (s *statusRecorder) WriteHeader(code int) {
 func (d *Daemon) Handler() (http.Handler, error) {
 	var receivers []*Receiver
 	for _, rc := range d.cfg.Webhooks.Receivers {
-		secret, err := os.ReadFile(rc.SecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("webhook receiver %s: %w", rc.Name, err)
+		r := &Receiver{Name: rc.Name, Provider: rc.Provider, PerMinute: rc.PerMinute}
+		if rc.SecretRef != nil {
+			// Read once now, so that a missing Secret stops the daemon at
+			// start, then on every request through the cache.
+			ref := rc.SecretRef
+			r.CurrentSecret = func(ctx context.Context) ([]byte, error) {
+				v, _, err := d.secretKey(ctx, ref, "token")
+				if err != nil {
+					return nil, err
+				}
+				return bytes.TrimSpace(v), nil
+			}
+			r.OnSecretError = func(err error) { d.log.Error("webhook secret unreadable", "receiver", rc.Name, "error", err) }
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := r.CurrentSecret(ctx)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("webhook receiver %s: %w", rc.Name, err)
+			}
+		} else {
+			secret, err := os.ReadFile(rc.SecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("webhook receiver %s: %w", rc.Name, err)
+			}
+			r.Secret = bytes.TrimSpace(secret)
+			if len(r.Secret) == 0 {
+				return nil, fmt.Errorf("webhook receiver %s: secretFile %s is empty", rc.Name, rc.SecretFile)
+			}
 		}
-		receivers = append(receivers, &Receiver{Name: rc.Name, Provider: rc.Provider, Secret: []byte(strings.TrimSpace(string(secret))), PerMinute: rc.PerMinute})
+		receivers = append(receivers, r)
 	}
 	hooks := WebhookHandler(receivers, d.OnPush)
 	mux := http.NewServeMux()

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -36,6 +37,12 @@ type Receiver struct {
 	Provider string
 	// Secret is the shared secret (HMAC key, or GitLab's token).
 	Secret []byte
+	// CurrentSecret, when set, is asked for the secret on every request
+	// instead of Secret, so that a rotated secret takes effect without a
+	// restart. An error answers 503.
+	CurrentSecret func(context.Context) ([]byte, error)
+	// OnSecretError hears why CurrentSecret failed (never a value).
+	OnSecretError func(error)
 	// PerMinute bounds requests (default 60); more get 429.
 	PerMinute int
 
@@ -80,7 +87,17 @@ func WebhookHandler(receivers []*Receiver, onPush func(Push) int) http.Handler {
 			http.Error(w, "body over 1 MiB", http.StatusRequestEntityTooLarge)
 			return
 		}
-		if !r.verify(req.Header, body) {
+		secret := r.Secret
+		if r.CurrentSecret != nil {
+			if secret, err = r.CurrentSecret(req.Context()); err != nil {
+				if r.OnSecretError != nil {
+					r.OnSecretError(err)
+				}
+				http.Error(w, "the receiver's secret cannot be read", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		if !r.verify(secret, req.Header, body) {
 			http.Error(w, "bad or missing signature", http.StatusUnauthorized)
 			return
 		}
@@ -115,7 +132,7 @@ func (r *Receiver) allow() bool {
 }
 
 // verify checks the request's signature or token in constant time.
-func (r *Receiver) verify(h http.Header, body []byte) bool {
+func (r *Receiver) verify(secret []byte, h http.Header, body []byte) bool {
 	sig := func(header, prefix string, newHash func() hash.Hash) bool {
 		got := h.Get(header)
 		if !strings.HasPrefix(got, prefix) {
@@ -125,7 +142,7 @@ func (r *Receiver) verify(h http.Header, body []byte) bool {
 		if err != nil {
 			return false
 		}
-		mac := hmac.New(newHash, r.Secret)
+		mac := hmac.New(newHash, secret)
 		mac.Write(body)
 		return hmac.Equal(mac.Sum(nil), want)
 	}
@@ -140,7 +157,7 @@ func (r *Receiver) verify(h http.Header, body []byte) bool {
 		return sig("X-Signature", "sha256=", sha256.New)
 	case ProviderGitLab:
 		got := []byte(h.Get("X-Gitlab-Token"))
-		return len(got) > 0 && subtle.ConstantTimeCompare(got, r.Secret) == 1
+		return len(got) > 0 && len(secret) > 0 && subtle.ConstantTimeCompare(got, secret) == 1
 	}
 	return false
 }
