@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
@@ -53,6 +54,11 @@ type Daemon struct {
 	drifts     map[string]*driftWatch
 	driftSeen  sync.Map // sync name → true when drift waits for a reconcile
 	pruningNow sync.Map // sync name → true while it prunes
+
+	// suspendOnce starts the watch of the SuspendedConfigMap;
+	// suspensionsSynced reports when it has been read once.
+	suspendOnce       sync.Once
+	suspensionsSynced cache.InformerSynced
 
 	mu       sync.Mutex
 	status   map[string]*SyncStatus
@@ -95,6 +101,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	for _, s := range cfg.Syncs {
 		d.status[s.Name] = &SyncStatus{Name: s.Name, Suspended: s.Suspend}
+		if s.Suspend {
+			d.status[s.Name].SuspendedReason = ConfigSuspendReason
+		}
 		d.triggers[s.Name] = make(chan struct{}, 1)
 	}
 	return d, nil
@@ -126,13 +135,21 @@ func (d *Daemon) Status() []SyncStatus {
 }
 
 // Run reconciles every sync on its interval, and when triggered, until ctx
-// ends; in-flight reconciles then finish within their own deadlines.
+// ends; in-flight reconciles then finish within their own deadlines. It
+// first reads which syncs are suspended (SuspendedConfigMap in the home
+// cluster) and reconciles nothing until it has.
 func (d *Daemon) Run(ctx context.Context) error {
 	limit := d.cfg.Concurrency
 	if limit <= 0 {
 		limit = 4
 	}
 	slots := make(chan struct{}, limit)
+	if err := d.watchSuspensions(ctx); err != nil {
+		return err
+	}
+	if !d.waitForSuspensions(ctx) {
+		return nil
+	}
 	d.runCtx.Store(&ctx)
 	d.started.Store(true)
 	var wg sync.WaitGroup
@@ -163,7 +180,9 @@ func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
 		case <-time.After(next):
 		case <-d.triggers[s.Name]:
 		}
-		if s.Suspend {
+		// A suspended sync's ticks, triggers and drift heals do nothing;
+		// resuming triggers it.
+		if d.suspended(s.Name) {
 			next = interval
 			continue
 		}
@@ -171,6 +190,12 @@ func (d *Daemon) loop(ctx context.Context, s SyncConfig, slots chan struct{}) {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return
+		}
+		// It may have been suspended while it waited for a slot.
+		if d.suspended(s.Name) {
+			<-slots
+			next = interval
+			continue
 		}
 		// A reconcile in flight when the daemon is asked to stop gets a grace
 		// period to finish; then it is cancelled, which leaves every object
@@ -264,7 +289,12 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 			objectsFor[t.Name] = bundle.Objects
 		}
 	}
-	admission, err := policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
+	var admission *policy.AdmissionPolicies
+	if s.Policies != nil && len(s.Policies.Dirs) > 0 {
+		admission, err = policy.LoadAdmissionDirs(snap.Root, snap.Path, s.Policies.Dirs, bundle.Objects)
+	} else {
+		admission, err = policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
+	}
 	if err != nil {
 		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
 		return err
@@ -325,7 +355,10 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	if s.Namespace != "" {
 		target.Namespace = s.Namespace
 	}
-	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: policy.NewLive(ctx, &target), DefaultNamespace: target.Namespace}, policy.Config{Admission: admission})
+	// The configuration was checked at load, so the settings are valid.
+	gate, _ := s.Policies.settings().Config()
+	gate.Admission = admission
+	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: policy.NewLive(ctx, &target), DefaultNamespace: target.Namespace}, gate)
 	for _, f := range findings {
 		d.metrics.policyFindings.WithLabelValues(f.Rule, string(f.Severity)).Inc()
 	}

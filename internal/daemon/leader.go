@@ -30,6 +30,10 @@ type LeaderElectionConfig struct {
 // RunElected runs the daemon when it holds the Lease, and stands by when
 // another daemon does, until ctx ends. Without leader election it is Run.
 func (d *Daemon) RunElected(ctx context.Context) error {
+	// Every replica follows the suspensions, so that its status shows them.
+	if err := d.watchSuspensions(ctx); err != nil {
+		return err
+	}
 	le := d.cfg.LeaderElection
 	if !le.Enabled {
 		d.leader.Store(true)
