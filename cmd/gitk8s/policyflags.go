@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -33,28 +34,16 @@ func (o *policyOptions) config(snap *source.Snapshot, bundle *render.Bundle) (*p
 	if o.off {
 		return nil, nil
 	}
-	known := map[string]bool{"admission-policy": true, "admission-policy-invalid": true}
-	for _, r := range policy.Rules() {
-		known[r.ID] = true
-	}
-	cfg := &policy.Config{Modes: map[string]policy.Mode{}, ExcludeNamespaces: o.exclude}
-	for id, mode := range o.modes {
-		if !known[id] {
-			return nil, fmt.Errorf("--policy %s: no such rule; the rules are listed in docs/policies.md", id)
-		}
-		switch m := policy.Mode(mode); m {
-		case policy.Enforce, policy.Warn, policy.Off:
-			cfg.Modes[id] = m
-		default:
-			return nil, fmt.Errorf("--policy %s=%s: use enforce, warn or off", id, mode)
-		}
+	cfg, errs := policy.Settings{Modes: o.modes, ExcludeNamespaces: o.exclude}.Config()
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("--policy: %w", errors.Join(errs...))
 	}
 	admission, err := policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Admission = admission
-	return cfg, nil
+	return &cfg, nil
 }
 
 // maxWarnings is how many warnings apply and diff print before they

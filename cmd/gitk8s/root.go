@@ -124,6 +124,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newValidateCommand(g, stdout, stderr),
 		newStatusCommand(g, stdout),
 		newDaemonCommand(g, stderr),
+		newSuspendCommand(g, stdout),
+		newResumeCommand(g, stdout),
 		newVersionCommand(stdout),
 	)
 	err := root.ExecuteContext(ctx)

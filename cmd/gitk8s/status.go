@@ -172,6 +172,22 @@ func daemonStatus(stdout io.Writer, base, output string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, c.Status, c.Reason, short(s.LastAppliedRevision), short(s.LastAttemptedRevision), s.LastError)
 	}
 	tw.Flush()
+	for _, s := range body.Syncs {
+		if !s.Suspended {
+			continue
+		}
+		line := s.Name + ": suspended"
+		if s.SuspendedBy != "" {
+			line += " by " + s.SuspendedBy
+		}
+		if !s.SuspendedAt.IsZero() {
+			line += " at " + s.SuspendedAt.UTC().Format(time.RFC3339)
+		}
+		if s.SuspendedReason != "" {
+			line += ": " + s.SuspendedReason
+		}
+		fmt.Fprintln(stdout, line)
+	}
 	if !body.Leader {
 		fmt.Fprintln(stdout, "(this daemon stands by; the leader reconciles)")
 	}

@@ -19,7 +19,8 @@ func TestStatusFromDaemon(t *testing.T) {
 		}
 		_, _ = w.Write([]byte(`{"leader":true,"syncs":[
 {"name":"shop","lastAppliedRevision":"0123456789abcdef","lastAttemptedRevision":"0123456789abcdef","conditions":[{"type":"Ready","status":"True","reason":"Succeeded"}]},
-{"name":"web","lastAppliedRevision":"aaaaaaaaaaaaaaaa","lastAttemptedRevision":"bbbbbbbbbbbbbbbb","lastError":"cm.yaml: invalid YAML","conditions":[{"type":"Ready","status":"False","reason":"RenderFailed"}]}]}`))
+{"name":"web","lastAppliedRevision":"aaaaaaaaaaaaaaaa","lastAttemptedRevision":"bbbbbbbbbbbbbbbb","lastError":"cm.yaml: invalid YAML","conditions":[{"type":"Ready","status":"False","reason":"RenderFailed"}]},
+{"name":"frozen","suspended":true,"suspendedReason":"release freeze","suspendedBy":"alice","suspendedAt":"2025-12-01T10:00:00Z","conditions":[{"type":"Ready","status":"True","reason":"Succeeded"}]}]}`))
 	}))
 	defer srv.Close()
 	var out, errOut bytes.Buffer
@@ -27,7 +28,8 @@ func TestStatusFromDaemon(t *testing.T) {
 	if code != exitFailed {
 		t.Errorf("exit %d with a failing sync, want %d", code, exitFailed)
 	}
-	for _, want := range []string{"shop  True   Succeeded     0123456789ab", "web   False  RenderFailed  aaaaaaaaaaaa  bbbbbbbbbbbb  cm.yaml: invalid YAML"} {
+	for _, want := range []string{"shop    True   Succeeded     0123456789ab", "web     False  RenderFailed  aaaaaaaaaaaa  bbbbbbbbbbbb  cm.yaml: invalid YAML",
+		"frozen: suspended by alice at 2025-12-01T10:00:00Z: release freeze\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

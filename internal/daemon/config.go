@@ -10,9 +10,11 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,6 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gitk8s/gitk8s/internal/policy"
 )
 
 // Config is the daemon's configuration file (docs/configuration.md).
@@ -111,6 +115,59 @@ type SyncConfig struct {
 	// Drift is heal (the default: re-apply what someone changed, within
 	// seconds) or report (count and log it only).
 	Drift string `json:"drift,omitempty"`
+	// Policies tune the policy gate of this sync (default: every rule at
+	// its own severity, admission policies from the policies/ folder).
+	Policies *PoliciesConfig `json:"policies,omitempty"`
+}
+
+// PoliciesConfig is a sync's policy gate, as the CLI's --policy flags set
+// it for one run (docs/policies.md).
+type PoliciesConfig struct {
+	// Builtin is the mode of the built-in rules that Modes does not name:
+	// enforce (default), warn or off.
+	Builtin PolicyMode `json:"builtin,omitempty"`
+	// Dirs are the repository's folders of admission policies (default
+	// policies, when it exists); a folder named here must exist.
+	Dirs []string `json:"dirs,omitempty"`
+	// Modes are modes by rule id: enforce, warn or off.
+	Modes map[string]PolicyMode `json:"modes,omitempty"`
+	// ExcludeNamespaces are not checked.
+	ExcludeNamespaces []string `json:"excludeNamespaces,omitempty"`
+	// Disabled rule ids are off.
+	Disabled []string `json:"disabled,omitempty"`
+}
+
+// PolicyMode is enforce, warn or off. YAML reads an unquoted off as the
+// boolean false, which reaches here as false or "false"; either is off.
+type PolicyMode string
+
+// UnmarshalJSON reads a mode, taking false for off.
+func (m *PolicyMode) UnmarshalJSON(b []byte) error {
+	if string(b) == "false" {
+		*m = PolicyMode(policy.Off)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a policy mode (enforce, warn or off): %w", err)
+	}
+	if s == "false" {
+		s = string(policy.Off)
+	}
+	*m = PolicyMode(s)
+	return nil
+}
+
+// settings are the block as the policy package reads it.
+func (p *PoliciesConfig) settings() policy.Settings {
+	if p == nil {
+		return policy.Settings{}
+	}
+	modes := make(map[string]string, len(p.Modes))
+	for id, m := range p.Modes {
+		modes[id] = string(m)
+	}
+	return policy.Settings{Builtin: string(p.Builtin), Modes: modes, Disabled: p.Disabled, ExcludeNamespaces: p.ExcludeNamespaces}
 }
 
 // Drift modes.
@@ -282,6 +339,19 @@ func (c *Config) validate() []error {
 		if s.ClusterSelector != nil {
 			if _, err := metav1.LabelSelectorAsSelector(s.ClusterSelector); err != nil {
 				bad("%s: clusterSelector: %v", where, err)
+			}
+		}
+		if _, perrs := s.Policies.settings().Config(); len(perrs) > 0 {
+			for _, err := range perrs {
+				bad("%s: policies: %v", where, err)
+			}
+		}
+		if s.Policies != nil {
+			for _, dir := range s.Policies.Dirs {
+				clean := path.Clean(dir)
+				if dir == "" || path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+					bad("%s: policies: dirs: %q must be a folder inside the repository", where, dir)
+				}
 			}
 		}
 	}

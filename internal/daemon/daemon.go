@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
@@ -68,6 +69,11 @@ type Daemon struct {
 	drifts    map[string]*driftWatch
 	driftSeen sync.Map // sync name → true when drift waits for a reconcile
 	pending   sync.Map // sync/cluster → *pendingDrift while it applies
+
+	// suspendOnce starts the watch of the SuspendedConfigMap;
+	// suspensionsSynced reports when it has been read once.
+	suspendOnce       sync.Once
+	suspensionsSynced cache.InformerSynced
 
 	mu       sync.Mutex
 	status   map[string]*SyncStatus
@@ -123,6 +129,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	d.secrets = newSecretCache(client.CoreV1())
 	for _, s := range cfg.Syncs {
 		d.status[s.Name] = &SyncStatus{Name: s.Name, Suspended: s.Suspend}
+		if s.Suspend {
+			d.status[s.Name].SuspendedReason = ConfigSuspendReason
+		}
 		d.triggers[s.Name] = make(chan struct{}, 1)
 	}
 	return d, nil
@@ -154,8 +163,16 @@ func (d *Daemon) Status() []SyncStatus {
 }
 
 // Run reconciles every sync on its interval, and when triggered, until ctx
-// ends; reconciles in flight then get ShutdownGrace to finish.
+// ends; reconciles in flight then get ShutdownGrace to finish. It first
+// reads which syncs are suspended (SuspendedConfigMap in the home cluster)
+// and reconciles nothing until it has.
 func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.watchSuspensions(ctx); err != nil {
+		return err
+	}
+	if !d.waitForSuspensions(ctx) {
+		return nil
+	}
 	d.started.Store(true)
 	d.run(ctx, context.Background())
 	return nil
@@ -201,7 +218,9 @@ func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan stru
 		case <-time.After(next):
 		case <-d.triggers[s.Name]:
 		}
-		if s.Suspend {
+		// A suspended sync's ticks, triggers and drift heals do nothing;
+		// resuming triggers it.
+		if d.suspended(s.Name) {
 			next = interval
 			continue
 		}
@@ -209,6 +228,12 @@ func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan stru
 		case slots <- struct{}{}:
 		case <-work.Done():
 			return
+		}
+		// It may have been suspended while it waited for a slot.
+		if d.suspended(s.Name) {
+			<-slots
+			next = interval
+			continue
 		}
 		// A reconcile in flight when the daemon is asked to stop gets a grace
 		// period to finish; then it is cancelled, which leaves every object
@@ -323,7 +348,12 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 			objectsFor[c.Name] = bundle.Objects
 		}
 	}
-	admission, err := policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
+	var admission *policy.AdmissionPolicies
+	if s.Policies != nil && len(s.Policies.Dirs) > 0 {
+		admission, err = policy.LoadAdmissionDirs(snap.Root, snap.Path, s.Policies.Dirs, bundle.Objects)
+	} else {
+		admission, err = policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
+	}
 	if err != nil {
 		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
 		return err
@@ -392,7 +422,10 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	if s.Namespace != "" {
 		target.Namespace = s.Namespace
 	}
-	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: policy.NewLive(ctx, &target), DefaultNamespace: target.Namespace}, policy.Config{Admission: admission})
+	// The configuration was checked at load, so the settings are valid.
+	gate, _ := s.Policies.settings().Config()
+	gate.Admission = admission
+	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: policy.NewLive(ctx, &target), DefaultNamespace: target.Namespace}, gate)
 	for _, f := range findings {
 		d.metrics.policyFindings.WithLabelValues(f.Rule, string(f.Severity)).Inc()
 	}

@@ -41,6 +41,10 @@ type LeaderElectionConfig struct {
 //     only then releases it, so that a standby takes over at once;
 //   - a daemon starts a new term only after its last one has ended.
 func (d *Daemon) RunElected(ctx context.Context) error {
+	// Every replica follows the suspensions, so that its status shows them.
+	if err := d.watchSuspensions(ctx); err != nil {
+		return err
+	}
 	le := d.cfg.LeaderElection
 	if !le.Enabled {
 		d.leader.Store(true)
@@ -103,6 +107,9 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 					defer context.AfterFunc(ctx, stopWork)()
 					// It stops counting as the leader once it takes no new work:
 					// a push forwarded to it then gets 503 and is sent again.
+					if !d.waitForSuspensions(work) {
+						return
+					}
 					d.leader.Store(true)
 					defer context.AfterFunc(work, func() { d.leader.Store(false) })()
 					d.run(work, lead)

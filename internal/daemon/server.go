@@ -168,7 +168,7 @@ code{font-size:12px}
 <tr><th>sync</th><th>state</th><th>applied</th><th>attempted</th><th>last change</th><th>unhealthy</th><th>last error</th></tr>
 {{range .}}<tr class="{{ready .}}" data-sync="{{.Name}}">
 <td>{{.Name}}</td>
-<td class="state">{{ready .}}{{with .Condition "Ready"}} ({{.Reason}}){{end}}</td>
+<td class="state">{{ready .}}{{with .Condition "Ready"}} ({{.Reason}}){{end}}{{if .Suspended}}<br>{{.SuspendedReason}}{{with .SuspendedBy}} — {{.}}{{end}}{{end}}</td>
 <td><code>{{short .LastAppliedRevision}}</code></td>
 <td><code>{{short .LastAttemptedRevision}}</code></td>
 <td>{{with .Condition "Ready"}}{{.LastTransitionTime.Format "2006-01-02 15:04:05"}}{{end}}</td>

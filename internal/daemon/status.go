@@ -38,7 +38,12 @@ type SyncStatus struct {
 	Unhealthy             []string       `json:"unhealthy,omitempty"`
 	// LastError is the last failure; Secret values in it are masked.
 	LastError string `json:"lastError,omitempty"`
-	Suspended bool   `json:"suspended,omitempty"`
+	// Suspended syncs do not reconcile: by suspend: true in the
+	// configuration, or listed in the SuspendedConfigMap (gitk8s suspend).
+	Suspended       bool      `json:"suspended,omitempty"`
+	SuspendedReason string    `json:"suspendedReason,omitempty"`
+	SuspendedBy     string    `json:"suspendedBy,omitempty"`
+	SuspendedAt     time.Time `json:"suspendedAt,omitzero"`
 	// DriftedObjects counts changes someone else made to managed objects.
 	DriftedObjects int `json:"driftedObjects,omitempty"`
 }

@@ -161,7 +161,7 @@ func defaultMatchResources(m *admissionv1.MatchResources) {
 }
 
 func admissionError(o *render.Object, msg string) Finding {
-	return Finding{Rule: "admission-policy-invalid", Severity: Error, Object: o.Ref(), Source: o.Source, File: o.Source.File, Line: o.Source.Line,
+	return Finding{Rule: RuleAdmissionPolicyInvalid, Severity: Error, Object: o.Ref(), Source: o.Source, File: o.Source.File, Line: o.Source.Line,
 		Message: msg, Fix: "fix the expression; `kubectl apply --dry-run=server` on the policy shows the same error"}
 }
 
@@ -305,7 +305,7 @@ func (ap *AdmissionPolicies) finding(o *render.Object, cp *compiledPolicy, b *ad
 			severity = Error
 		}
 	}
-	return Finding{Rule: "admission-policy", Severity: severity, Object: o.Ref(), Source: o.Source, File: o.Source.File, Line: o.Source.Line,
+	return Finding{Rule: RuleAdmissionPolicy, Severity: severity, Object: o.Ref(), Source: o.Source, File: o.Source.File, Line: o.Source.Line,
 		Message: fmt.Sprintf("ValidatingAdmissionPolicy %s (binding %s, %s): %s", cp.policy.Name, b.binding.Name, cp.source, msg),
 		Fix:     "change the object to satisfy the policy, or the policy's binding"}
 }

@@ -20,6 +20,17 @@ const PoliciesDir = "policies"
 // gitk8s evaluates: its built-in ones, those in the repository's policies/
 // folder, and those among the objects being applied.
 func LoadAdmission(root, renderedPath string, objects []*render.Object) (*AdmissionPolicies, error) {
+	return loadAdmission(root, renderedPath, []string{PoliciesDir}, false, objects)
+}
+
+// LoadAdmissionDirs is LoadAdmission with the repository's policy folders
+// named (relative to its root) instead of policies/. A folder that is named
+// must exist: policies someone counts on are never silently absent.
+func LoadAdmissionDirs(root, renderedPath string, dirs []string, objects []*render.Object) (*AdmissionPolicies, error) {
+	return loadAdmission(root, renderedPath, dirs, true, objects)
+}
+
+func loadAdmission(root, renderedPath string, dirs []string, required bool, objects []*render.Object) (*AdmissionPolicies, error) {
 	var all []*render.Object
 	entries, err := fs.ReadDir(policies.FS, ".")
 	if err != nil {
@@ -37,11 +48,28 @@ func LoadAdmission(root, renderedPath string, objects []*render.Object) (*Admiss
 		all = append(all, objs...)
 	}
 	rendered := path.Clean(filepath.ToSlash(renderedPath))
-	inside := rendered == "." || rendered == PoliciesDir || strings.HasPrefix(PoliciesDir, rendered+"/")
-	if info, err := os.Stat(filepath.Join(root, PoliciesDir)); err == nil && info.IsDir() && !inside {
-		b, err := render.Render(render.Options{Root: root, Path: PoliciesDir})
+	for _, dir := range dirs {
+		dir = path.Clean(filepath.ToSlash(dir))
+		// Policies inside the rendered folder are among the objects already.
+		inside := rendered == "." || rendered == dir || strings.HasPrefix(dir, rendered+"/")
+		info, err := os.Stat(filepath.Join(root, filepath.FromSlash(dir)))
+		switch {
+		case err == nil && !info.IsDir():
+			if required {
+				return nil, fmt.Errorf("policies %s: not a folder", dir)
+			}
+			continue
+		case err != nil:
+			if required {
+				return nil, fmt.Errorf("policies %s: not in the repository", dir)
+			}
+			continue
+		case inside:
+			continue
+		}
+		b, err := render.Render(render.Options{Root: root, Path: dir})
 		if err != nil {
-			return nil, fmt.Errorf("policies: %w", err)
+			return nil, fmt.Errorf("policies %s: %w", dir, err)
 		}
 		for _, o := range b.Objects {
 			if IsAdmissionPolicy(o.Object) {

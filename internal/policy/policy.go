@@ -204,12 +204,15 @@ func EvaluateIn(ctx *Context, cfg Config) []Finding {
 			out = append(out, f)
 		}
 	}
-	if cfg.Admission != nil && cfg.Modes["admission-policy"] != Off {
+	if cfg.Admission != nil && cfg.Modes[RuleAdmissionPolicy] != Off {
 		for _, f := range cfg.Admission.Evaluate(context.Background(), all) {
-			if f.Rule == "admission-policy" && !kept[objectKey(f.Source, f.Object)] {
+			if f.Rule == RuleAdmissionPolicy && !kept[objectKey(f.Source, f.Object)] {
 				continue
 			}
-			if cfg.Modes[f.Rule] == Warn {
+			switch cfg.Modes[f.Rule] {
+			case Off:
+				continue
+			case Warn:
 				f.Severity = Warning
 			}
 			out = append(out, f)
