@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -17,8 +18,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/gitk8s/gitk8s/internal/diff"
 )
 
 // TestEvents drives one sync through every event reason and finds each
@@ -186,5 +190,64 @@ syncs:
 	// The refused Secret's error reached the status, masked.
 	if !strings.Contains(logText, "Secret/"+ns+"/quoted") || !strings.Contains(logText, "<secret #") {
 		t.Errorf("the logs lack the masked error of the refused Secret:\n%s", logText)
+	}
+}
+
+// TestEventsSurviveABurst records more events on one parent than
+// client-go's default spam filter lets through (25) and finds every one:
+// the daemon's filter allows a burst of eventBurst.
+func TestEventsSurviveABurst(t *testing.T) {
+	ns := env.Namespace(t)
+	client := env.Client(t, "")
+	ctx := context.Background()
+	syncName := "burst-" + ns
+	cfg, err := LoadConfig(writeConfig(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- name: %s
+  source: {url: https://git.example/unused.git}
+  clusters: [local]
+`, env.Contexts[0], env.Kubeconfig, syncName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gitk8s-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	parent, err := client.CoreV1().Secrets("gitk8s-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: inventoryName(syncName)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = client.CoreV1().Secrets("gitk8s-system").Delete(ctx, parent.Name, metav1.DeleteOptions{}) }()
+
+	const sent = 40
+	for i := range sent {
+		d.announce(ctx, syncName, fmt.Sprintf("%040d", i), d.targets["local"], clusterOutcome{applied: true, counts: map[string]int{"unchanged": i + 1}}, diff.NewMasker())
+	}
+	selector := fields.Set{"involvedObject.uid": string(parent.UID), "reason": EventApplied}.AsSelector().String()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := client.CoreV1().Events("gitk8s-system").List(ctx, metav1.ListOptions{FieldSelector: selector})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for _, e := range list.Items {
+			got += int(max(e.Count, 1))
+		}
+		if got == sent {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events arrived", got, sent)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
