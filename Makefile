@@ -14,7 +14,7 @@ CONTROLPLANE_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-ma
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build controlplane demo demo-down test unit e2e bench lint clean
+.PHONY: all build controlplane chromium demo demo-down test unit e2e bench lint clean
 
 all: build
 
@@ -50,8 +50,12 @@ demo: build controlplane
 demo-down:
 	$(GO) run ./cmd/localcluster down -dir $(DEMO_DIR)
 
+## chromium: headless Chromium from Debian, for the browser test of the daemon's status page
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
 ## test: unit tests and end-to-end tests against the local control plane
-test: controlplane
+test: controlplane chromium
 	scripts/check-tree.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...

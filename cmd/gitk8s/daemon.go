@@ -51,6 +51,7 @@ refused at start with every problem named.`,
 			if err != nil {
 				return failWith(exitError, err)
 			}
+			defer d.Close()
 			h, err := d.Handler()
 			if err != nil {
 				return failWith(exitError, err)

@@ -57,7 +57,9 @@ type Daemon struct {
 	memory          apply.Memory
 	log             *slog.Logger
 
-	metrics      *metrics
+	metrics *metrics
+	// events records Kubernetes Events, per cluster name.
+	events       map[string]*eventRecorder
 	started      atomic.Bool
 	leader       atomic.Bool
 	elector      atomic.Pointer[leaderelection.LeaderElector]
@@ -94,7 +96,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
-		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL,
+		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
 		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions()}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
@@ -117,6 +119,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		}
 		t.Labels = c.Labels
 		d.targets[c.Name] = t
+		if d.events[c.Name], err = newEventRecorder(t); err != nil {
+			return nil, err
+		}
 	}
 	home, ok := d.targets[cfg.HomeCluster()]
 	if !ok {
@@ -128,7 +133,10 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	d.secrets = newSecretCache(client.CoreV1())
 	for _, s := range cfg.Syncs {
-		d.status[s.Name] = &SyncStatus{Name: s.Name, Suspended: s.Suspend}
+		// Clusters and their labels are fixed for the life of the daemon,
+		// and a selector that matches none fails each reconcile instead.
+		clusters, _ := cfg.clusterNamesOf(s)
+		d.status[s.Name] = &SyncStatus{Name: s.Name, Clusters: clusters, Suspended: s.Suspend}
 		if s.Suspend {
 			d.status[s.Name].SuspendedReason = ConfigSuspendReason
 		}
@@ -326,6 +334,13 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
 		return err
 	}
+	// Every text this reconcile shows people (status, logs, events) passes
+	// through one Masker that knows every Secret value of the bundle, the
+	// same one the apply masks diffs and the API server's errors with.
+	masker := diff.NewMasker()
+	for _, o := range bundle.Objects {
+		masker.Learn(o.Object)
+	}
 	clusters, err := d.clustersOf(s)
 	if err != nil {
 		d.record(s.Name, rev, ReasonPlanFailed, err, nil)
@@ -339,6 +354,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		}
 		res, err := federation.Expand(bundle.Objects, members)
 		if err != nil {
+			err = redact(masker, err)
 			d.record(s.Name, rev, ReasonRenderFailed, err, nil)
 			return err
 		}
@@ -355,6 +371,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		admission, err = policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
 	}
 	if err != nil {
+		err = redact(masker, err)
 		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
 		return err
 	}
@@ -369,7 +386,8 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 				results[i] = clusterOutcome{reason: ReasonClusterUnavailable, err: err}
 				return
 			}
-			results[i] = d.syncCluster(ctx, s, t, objectsFor[c.Name], admission, log)
+			results[i] = d.syncCluster(ctx, s, t, objectsFor[c.Name], admission, masker, log)
+			d.announce(ctx, s.Name, rev, t, results[i], masker)
 		})
 	}
 	wg.Wait()
@@ -388,7 +406,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 			}
 		}
 	}
-	err = errors.Join(errs...)
+	err = redact(masker, errors.Join(errs...))
 	d.record(s.Name, rev, reason, err, &SyncStatus{Counts: counts, Unhealthy: unhealthy})
 	for action, n := range counts {
 		d.metrics.objects.WithLabelValues(s.Name, action).Add(float64(n))
@@ -411,9 +429,13 @@ type clusterOutcome struct {
 	err       error
 	counts    map[string]int
 	unhealthy []string
+	// applied is set when the apply ran to its end without a failure.
+	applied bool
+	// pruned names the objects the apply deleted.
+	pruned []string
 }
 
-func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Target, objects []*render.Object, admission *policy.AdmissionPolicies, log *slog.Logger) clusterOutcome {
+func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Target, objects []*render.Object, admission *policy.AdmissionPolicies, masker *diff.Masker, log *slog.Logger) clusterOutcome {
 	log = log.With("cluster", t.Name)
 	if h := cluster.Probe(ctx, t); h.State != cluster.Ready {
 		return clusterOutcome{reason: ReasonClusterUnavailable, err: fmt.Errorf("cluster %s is %s: %s", t.Name, h.State, h.Reason)}
@@ -440,11 +462,11 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 		return clusterOutcome{reason: ReasonPolicyViolation, err: fmt.Errorf("cluster %s: policy violations, nothing applied: %v", t.Name, msgs)}
 	}
 	opts := apply.DefaultOptions()
-	opts.Inventory = apply.InventoryOptions{Name: "gitk8s-" + s.Name, Namespace: apply.DefaultInventoryNamespace}
+	opts.Inventory = apply.InventoryOptions{Name: inventoryName(s.Name), Namespace: apply.DefaultInventoryNamespace}
 	opts.Prune = s.Prune
 	opts.Wait = s.Wait.Timeout.Duration
 	opts.Memory = d.memory
-	opts.Masker = diff.NewMasker()
+	opts.Masker = masker
 	applied := d.applying(s.Name, t.Name)
 	cs, err := apply.NewManager(&target, opts).Apply(ctx, objects)
 	applied()
@@ -474,6 +496,9 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 		if e.Health != "" && e.Health != "Current" {
 			out.unhealthy = append(out.unhealthy, t.Name+": "+e.Ref+": "+e.HealthMessage)
 		}
+		if e.Action == apply.Pruned {
+			out.pruned = append(out.pruned, e.Ref)
+		}
 	}
 	switch {
 	case cs.PruneRefused != nil:
@@ -482,30 +507,61 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 		out.reason, out.err = ReasonHealthCheckFailed, fmt.Errorf("cluster %s: wave %d is not healthy", t.Name, *cs.UnhealthyWave)
 	case cs.Failed():
 		out.reason, out.err = ReasonApplyFailed, errors.Join(cs.Errors()...)
+	default:
+		out.applied = true
 	}
 	return out
 }
 
+// redact masks, in an error's text, every Secret value the Masker knows.
+func redact(m *diff.Masker, err error) error {
+	if err == nil {
+		return nil
+	}
+	return maskedError{err: err, text: m.Redact(err.Error())}
+}
+
+// maskedError is an error whose text had Secret values masked; it unwraps
+// to the original, so errors.Is and As still see what happened.
+type maskedError struct {
+	err  error
+	text string
+}
+
+func (e maskedError) Error() string { return e.text }
+func (e maskedError) Unwrap() error { return e.err }
+
 // clustersOf picks a sync's clusters.
 func (d *Daemon) clustersOf(s SyncConfig) ([]ClusterConfig, error) {
-	var out []ClusterConfig
-	if len(s.Clusters) > 0 {
-		for _, name := range s.Clusters {
-			for _, c := range d.cfg.Clusters {
-				if c.Name == name {
-					out = append(out, c)
-				}
+	names, err := d.cfg.clusterNamesOf(s)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ClusterConfig, 0, len(names))
+	for _, name := range names {
+		for _, c := range d.cfg.Clusters {
+			if c.Name == name {
+				out = append(out, c)
 			}
 		}
-		return out, nil
+	}
+	return out, nil
+}
+
+// clusterNamesOf names a sync's clusters: its list, or those its selector
+// matches, in the order of the configuration.
+func (c *Config) clusterNamesOf(s SyncConfig) ([]string, error) {
+	if len(s.Clusters) > 0 {
+		return append([]string(nil), s.Clusters...), nil
 	}
 	sel, err := metav1.LabelSelectorAsSelector(s.ClusterSelector)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range d.cfg.Clusters {
-		if sel.Matches(labels.Set(c.Labels)) {
-			out = append(out, c)
+	var out []string
+	for _, cl := range c.Clusters {
+		if sel.Matches(labels.Set(cl.Labels)) {
+			out = append(out, cl.Name)
 		}
 	}
 	if len(out) == 0 {

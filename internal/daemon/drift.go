@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,12 +22,47 @@ import (
 // was changed, removed or taken over, or an object deleted.
 type driftWatch struct {
 	mu       sync.Mutex
-	watching map[schema.GroupVersionResource]bool
+	watching map[schema.GroupVersionResource]cache.SharedIndexInformer
 	factory  metadatainformer.SharedInformerFactory
 	stop     <-chan struct{}
 	// target is the Target watched through; cancel ends the watch.
 	target *cluster.Target
 	cancel context.CancelFunc
+}
+
+// unsynced names the resources whose informers have not listed yet.
+func (w *driftWatch) unsynced() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for gvr, informer := range w.watching {
+		if !informer.HasSynced() {
+			out = append(out, gvr.Resource)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// driftUnsynced says which drift watches have informers that have not
+// synced yet, as "sync/cluster: resources"; empty when all have.
+func (d *Daemon) driftUnsynced() []string {
+	d.driftMu.Lock()
+	keys := make([]string, 0, len(d.drifts))
+	watches := make([]*driftWatch, 0, len(d.drifts))
+	for k, w := range d.drifts {
+		keys = append(keys, k)
+		watches = append(watches, w)
+	}
+	d.driftMu.Unlock()
+	var out []string
+	for i, w := range watches {
+		if r := w.unsynced(); len(r) > 0 {
+			out = append(out, keys[i]+": "+strings.Join(r, ","))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // watchDrift makes sure the sync's objects of these resources in this
@@ -47,7 +84,7 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	}
 	if !ok {
 		wctx, cancel := context.WithCancel(ctx)
-		w = &driftWatch{watching: map[schema.GroupVersionResource]bool{}, stop: wctx.Done(), target: t, cancel: cancel,
+		w = &driftWatch{watching: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, stop: wctx.Done(), target: t, cancel: cancel,
 			factory: metadatainformer.NewFilteredSharedInformerFactory(t.Metadata, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 				o.LabelSelector = apply.LabelPartOf + "=" + inventoryID
 			})}
@@ -60,15 +97,15 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	defer w.mu.Unlock()
 	started := false
 	for _, gvr := range resources {
-		if w.watching[gvr] {
+		if _, ok := w.watching[gvr]; ok {
 			continue
 		}
 		gvk, err := t.Mapper.KindFor(gvr)
 		if err != nil {
 			continue
 		}
-		w.watching[gvr] = true
 		informer := w.factory.ForResource(gvr).Informer()
+		w.watching[gvr] = informer
 		idOf := func(m *metav1.PartialObjectMetadata) string {
 			return object.ObjMetadata{GroupKind: gvk.GroupKind(), Namespace: m.Namespace, Name: m.Name}.String()
 		}

@@ -128,6 +128,18 @@ leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 	if st := b.Status()[0]; !st.LastAttempt.IsZero() {
 		t.Errorf("the standby reconciled: %+v", st)
 	}
+	// Both are ready; each says what it does.
+	for d, want := range map[*Daemon]string{a.Daemon: "ok: leader\n", b.Daemon: "ok: standby\n"} {
+		h, err := d.Handler()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		if rec.Code != http.StatusOK || rec.Body.String() != want {
+			t.Errorf("/readyz: %d %q, want %q", rec.Code, rec.Body.String(), want)
+		}
+	}
 
 	a.stop()
 	<-a.done

@@ -66,6 +66,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 
 // Handler serves the daemon's HTTP API: /hooks/<receiver>, /healthz,
 // /readyz, /metrics, /api/v1/syncs and the status page at /.
+//
+// /readyz is 200 ("ok: leader" or "ok: standby") once the daemon runs and
+// the informers of every drift watch have listed their objects, so that
+// drift in them would be seen; until then 503 with the reason.
 func (d *Daemon) Handler() (http.Handler, error) {
 	var receivers []*Receiver
 	for _, rc := range d.cfg.Webhooks.Receivers {
@@ -113,7 +117,15 @@ func (d *Daemon) Handler() (http.Handler, error) {
 			http.Error(w, "not started", http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = w.Write([]byte("ok\n"))
+		if unsynced := d.driftUnsynced(); len(unsynced) > 0 {
+			http.Error(w, "drift watches not synced: "+strings.Join(unsynced, "; "), http.StatusServiceUnavailable)
+			return
+		}
+		role := "standby"
+		if d.Leader() {
+			role = "leader"
+		}
+		_, _ = w.Write([]byte("ok: " + role + "\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
 	mux.Handle("/api/v1/syncs", d.leaderOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -126,9 +138,17 @@ func (d *Daemon) Handler() (http.Handler, error) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = statusPage.Execute(w, d.Status())
+		_ = statusPage.Execute(w, statusPageData{Leader: d.Leader(), Now: time.Now(), Syncs: d.Status()})
 	})))
 	return mux, nil
+}
+
+// statusPageData is what the status page shows.
+type statusPageData struct {
+	// Leader tells whether this daemon reconciles or stands by.
+	Leader bool
+	Now    time.Time
+	Syncs  []SyncStatus
 }
 
 // statusPage is the read-only overview; html/template escapes everything
@@ -139,6 +159,14 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 			return s[:12]
 		}
 		return s
+	},
+	// utc writes a time in UTC, whatever the daemon's time zone: replicas
+	// in several zones show the same time.
+	"utc": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
 	"ready": func(s SyncStatus) string {
 		c := s.Condition("Ready")
@@ -159,19 +187,23 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.4em .6em;border-bottom:1px solid #ddd;vertical-align:top}
+th,td.name,td.time{white-space:nowrap}
 tr.failing td{background:#fde2e1;color:#8a1c1c}
 tr.ready td.state{color:#1a7f37}
 code{font-size:12px}
+p.role{color:#555}
 </style></head><body>
 <h1>gitk8s</h1>
+<p class="role" id="role">{{if .Leader}}This daemon is the <strong>leader</strong>: it reconciles.{{else}}This daemon is on <strong>standby</strong>: another replica reconciles; the status below is this one's last view.{{end}} Page made {{utc .Now}}.</p>
 <table>
-<tr><th>sync</th><th>state</th><th>applied</th><th>attempted</th><th>last change</th><th>unhealthy</th><th>last error</th></tr>
-{{range .}}<tr class="{{ready .}}" data-sync="{{.Name}}">
-<td>{{.Name}}</td>
+<tr><th>sync</th><th>clusters</th><th>state</th><th>applied</th><th>attempted</th><th>last change</th><th>unhealthy</th><th>last error</th></tr>
+{{range .Syncs}}<tr class="{{ready .}}" data-sync="{{.Name}}">
+<td class="name">{{.Name}}</td>
+<td class="clusters">{{range $i, $c := .Clusters}}{{if $i}}, {{end}}{{$c}}{{end}}</td>
 <td class="state">{{ready .}}{{with .Condition "Ready"}} ({{.Reason}}){{end}}{{if .Suspended}}<br>{{.SuspendedReason}}{{with .SuspendedBy}} — {{.}}{{end}}{{end}}</td>
 <td><code>{{short .LastAppliedRevision}}</code></td>
 <td><code>{{short .LastAttemptedRevision}}</code></td>
-<td>{{with .Condition "Ready"}}{{.LastTransitionTime.Format "2006-01-02 15:04:05"}}{{end}}</td>
+<td class="time">{{with .Condition "Ready"}}{{utc .LastTransitionTime}}{{end}}</td>
 <td>{{range .Unhealthy}}{{.}}<br>{{end}}</td>
 <td>{{.LastError}}</td>
 </tr>{{end}}

@@ -29,7 +29,9 @@ type Condition struct {
 
 // SyncStatus is what the daemon knows of one sync.
 type SyncStatus struct {
-	Name                  string         `json:"name"`
+	Name string `json:"name"`
+	// Clusters are the names of the clusters the sync targets.
+	Clusters              []string       `json:"clusters,omitempty"`
 	LastAppliedRevision   string         `json:"lastAppliedRevision,omitempty"`
 	LastAttemptedRevision string         `json:"lastAttemptedRevision,omitempty"`
 	LastAttempt           time.Time      `json:"lastAttempt,omitempty"`
@@ -52,6 +54,7 @@ func (s *SyncStatus) copy() SyncStatus {
 	c := *s
 	c.Conditions = append([]Condition(nil), s.Conditions...)
 	c.Unhealthy = append([]string(nil), s.Unhealthy...)
+	c.Clusters = append([]string(nil), s.Clusters...)
 	if s.Counts != nil {
 		c.Counts = map[string]int{}
 		for k, v := range s.Counts {

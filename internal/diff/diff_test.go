@@ -90,3 +90,14 @@ func TestUnifiedIgnoresVolatileFields(t *testing.T) {
 		t.Errorf("creation diff:\n%s", d)
 	}
 }
+
+// A value written as a number is invalid in a Secret, and the API server
+// quotes it when it refuses the Secret: Redact must know it all the same.
+func TestRedactKnowsNumericValues(t *testing.T) {
+	m := NewMasker()
+	m.Learn(obj(t, "{apiVersion: v1, kind: Secret, metadata: {name: a}, stringData: {pin: 73914682}}"))
+	text := m.Redact(`.stringData.pin: expected string, got &value.valueUnstructured{Value:73914682}`)
+	if strings.Contains(text, "73914682") || !strings.Contains(text, "<secret #1>") {
+		t.Errorf("Redact left a numeric value: %s", text)
+	}
+}

@@ -2,6 +2,7 @@ package diff
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -59,9 +60,8 @@ func (m *Masker) MaskObject(u *unstructured.Unstructured) *unstructured.Unstruct
 	// Keys in order, so that masks are numbered the same on every run.
 	if data, ok := u.Object["data"].(map[string]any); ok {
 		for _, k := range sortedKeys(data) {
-			s, _ := data[k].(string)
-			plain := s
-			if decoded, err := base64.StdEncoding.DecodeString(s); err == nil {
+			plain := scalarText(data[k])
+			if decoded, err := base64.StdEncoding.DecodeString(plain); err == nil {
 				plain = string(decoded)
 			}
 			data[k] = m.mask(plain)
@@ -69,8 +69,7 @@ func (m *Masker) MaskObject(u *unstructured.Unstructured) *unstructured.Unstruct
 	}
 	if data, ok := u.Object["stringData"].(map[string]any); ok {
 		for _, k := range sortedKeys(data) {
-			s, _ := data[k].(string)
-			data[k] = m.mask(s)
+			data[k] = m.mask(scalarText(data[k]))
 		}
 	}
 	// The last-applied annotation of client-side apply holds the whole
@@ -107,6 +106,19 @@ func (m *Masker) Redact(text string) string {
 		text = strings.ReplaceAll(text, p.value, p.mask)
 	}
 	return text
+}
+
+// scalarText is a value as text. A value written as a number in YAML
+// (stringData: {pin: 12345678}) is invalid in a Secret, and the API server
+// quotes it when it refuses the Secret, so it must be known to Redact too.
+func scalarText(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int64, int32, int, float64, float32, json.Number:
+		return fmt.Sprint(v)
+	}
+	return ""
 }
 
 func sortedKeys(m map[string]any) []string {
