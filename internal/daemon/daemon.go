@@ -392,7 +392,11 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	if s.Namespace != "" {
 		target.Namespace = s.Namespace
 	}
-	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: policy.NewLive(ctx, &target), DefaultNamespace: target.Namespace}, policy.Config{Admission: admission})
+	live := policy.NewLive(ctx, &target)
+	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: live, DefaultNamespace: target.Namespace}, policy.Config{Admission: admission})
+	if err := live.Err(); err != nil {
+		log.Warn("policy checks could not read the cluster", "error", err)
+	}
 	for _, f := range findings {
 		d.metrics.policyFindings.WithLabelValues(f.Rule, string(f.Severity)).Inc()
 	}
