@@ -447,7 +447,11 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	// The configuration was checked at load, so the settings are valid.
 	gate, _ := s.Policies.settings().Config()
 	gate.Admission = admission
-	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: policy.NewLive(ctx, &target), DefaultNamespace: target.Namespace}, gate)
+	live := policy.NewLive(ctx, &target)
+	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: live, DefaultNamespace: target.Namespace}, gate)
+	if err := live.Err(); err != nil {
+		log.Warn("policy checks could not read the cluster", "error", err)
+	}
 	for _, f := range findings {
 		d.metrics.policyFindings.WithLabelValues(f.Rule, string(f.Severity)).Inc()
 	}

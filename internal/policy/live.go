@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -21,6 +23,8 @@ type LiveTarget struct {
 
 	mu    sync.Mutex
 	cache map[string]any
+	// errs are the reads that failed for another reason than absence.
+	errs []error
 }
 
 // NewLive returns a Live over a cluster.
@@ -40,7 +44,7 @@ func (l *LiveTarget) list(resource, namespace string) ([]*unstructured.Unstructu
 	defer cancel()
 	list, err := l.Target.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}).Namespace(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, err
+		return nil, l.failed(fmt.Errorf("list %s: %w", resource, err))
 	}
 	var out []*unstructured.Unstructured
 	for i := range list.Items {
@@ -98,5 +102,25 @@ func (l *LiveTarget) Get(apiVersion, kind, namespace, name string) (*unstructure
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
-	return u, err
+	if err != nil {
+		return nil, l.failed(fmt.Errorf("%s/%s/%s: %w", kind, namespace, name, err))
+	}
+	return u, nil
+}
+
+// failed records a read that failed and returns its error.
+func (l *LiveTarget) failed(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+	return err
+}
+
+// Err joins the reads that failed for another reason than absence. The
+// rules treat such a read as unknown rather than failing the whole check,
+// so this is the only place a denied or lost read shows.
+func (l *LiveTarget) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.errs...)
 }
