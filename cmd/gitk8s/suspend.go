@@ -35,6 +35,7 @@ Exit status: 0 suspended, 2 error.`,
 			if err != nil {
 				return failWith(exitError, err)
 			}
+			warnOtherNamespace(cmd, namespace)
 			s := daemon.Suspension{Reason: reason, By: whoAmI(cmd.Context(), g, client), At: time.Now().UTC().Truncate(time.Second)}
 			if err := daemon.Suspend(cmd.Context(), client, namespace, args[0], s); err != nil {
 				return failWith(exitError, err)
@@ -66,6 +67,7 @@ suspend, among others).`,
 			if err != nil {
 				return failWith(exitError, err)
 			}
+			warnOtherNamespace(cmd, namespace)
 			err = daemon.Resume(cmd.Context(), client, namespace, args[0])
 			if errors.Is(err, daemon.ErrNotSuspended) {
 				return failWith(exitError, fmt.Errorf("%w (a sync with suspend: true in the daemon's configuration can only be resumed there)", err))
@@ -79,6 +81,15 @@ suspend, among others).`,
 	}
 	cmd.Flags().StringVar(&namespace, "namespace", daemon.HomeNamespace, "the daemon's namespace in its home cluster")
 	return cmd
+}
+
+// warnOtherNamespace says so when --namespace is not the one the daemon
+// reads its suspensions from: the command then changes a ConfigMap no
+// daemon follows.
+func warnOtherNamespace(cmd *cobra.Command, namespace string) {
+	if namespace != daemon.HomeNamespace {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: the daemon follows gitk8s-suspended in %s only; %s is followed by no daemon\n", daemon.HomeNamespace, namespace)
+	}
 }
 
 // homeClient is a client of the one cluster the flags name: the daemon's

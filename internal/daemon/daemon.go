@@ -59,6 +59,7 @@ type Daemon struct {
 
 	metrics *metrics
 	// events records Kubernetes Events, per cluster name.
+	eventsMu     sync.Mutex
 	events       map[string]*eventRecorder
 	started      atomic.Bool
 	leader       atomic.Bool
@@ -119,9 +120,6 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		}
 		t.Labels = c.Labels
 		d.targets[c.Name] = t
-		if d.events[c.Name], err = newEventRecorder(t); err != nil {
-			return nil, err
-		}
 	}
 	home, ok := d.targets[cfg.HomeCluster()]
 	if !ok {
@@ -203,6 +201,13 @@ func (d *Daemon) run(work, abort context.Context) {
 	watches, stopWatches := context.WithCancel(work)
 	d.runCtx.Store(&watches)
 	defer d.stopDriftWatches(stopWatches)
+	// A term starts without drift watches: the first reconcile of each
+	// sync goes through the apply (a no-op costs one metadata list per
+	// kind) even when Git has not moved, which starts them, and heals what
+	// changed while no term ran.
+	for _, s := range d.cfg.Syncs {
+		d.driftSeen.Store(s.Name, true)
+	}
 	var wg sync.WaitGroup
 	for _, s := range d.cfg.Syncs {
 		wg.Go(func() { d.loop(work, abort, s, slots) })
@@ -359,6 +364,14 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 			return err
 		}
 		objectsFor = res.PerCluster
+		// Federated Secrets become Secrets only here, with their
+		// per-cluster overrides: the Masker learns them before any text
+		// (policy findings, errors) is shown.
+		for _, objects := range objectsFor {
+			for _, o := range objects {
+				masker.Learn(o.Object)
+			}
+		}
 	} else {
 		for _, c := range clusters {
 			objectsFor[c.Name] = bundle.Objects
@@ -405,6 +418,9 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 				reason = r.reason
 			}
 		}
+	}
+	for i, u := range unhealthy {
+		unhealthy[i] = masker.Redact(u)
 	}
 	err = redact(masker, errors.Join(errs...))
 	d.record(s.Name, rev, reason, err, &SyncStatus{Counts: counts, Unhealthy: unhealthy})

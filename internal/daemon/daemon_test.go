@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cgi"
@@ -326,4 +327,61 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestSecondTermWatchesDrift: a daemon that runs again (a new leadership
+// term) after its first term ended starts its drift watches anew even
+// though Git has not moved, and heals what changed while it did not run.
+func TestSecondTermWatchesDrift(t *testing.T) {
+	ns := env.Namespace(t)
+	srv := newGitServer(t)
+	srv.commit(t, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: terms, namespace: %s}\ndata: {value: git}\n", ns)})
+	cfg, err := LoadConfig(writeConfig(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- name: terms-%s
+  source: {url: %s, ref: {branch: main}, interval: 1h}
+  clusters: [local]
+`, env.Contexts[0], env.Kubeconfig, ns, srv.url)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := env.Client(t, "")
+	value := func() string {
+		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "terms", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return c.Data["value"]
+	}
+	edit := func(v string) {
+		t.Helper()
+		if _, err := client.CoreV1().ConfigMaps(ns).Patch(context.Background(), "terms", "application/merge-patch+json",
+			[]byte(`{"data":{"value":"`+v+`"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	term := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = d.Run(ctx); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	stop := term()
+	within(t, "first term applies", 30*time.Second, func() bool { return value() == "git" && d.Status()[0].Condition("Ready").Status == "True" })
+	stop()
+
+	edit("while no term ran")
+	stop = term()
+	defer stop()
+	within(t, "the second term heals what changed between terms", 15*time.Second, func() bool { return value() == "git" })
+	time.Sleep(time.Second) // the second term's watches are listing
+	edit("during the second term")
+	within(t, "the second term's drift watch heals a hand edit", 15*time.Second, func() bool { return value() == "git" })
 }

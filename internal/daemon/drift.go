@@ -143,9 +143,9 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 				}
 				switch {
 				case n.DeletionTimestamp != nil && o.DeletionTimestamp == nil:
-					d.judgeDrift(syncName, t.Name, n.Namespace+"/"+n.Name, gone(n))
+					d.judgeDrift(syncName, t.Name, idOf(n), gone(n))
 				case apply.OwnershipOf(n.ManagedFields, "gitk8s") != apply.OwnershipOf(o.ManagedFields, "gitk8s"):
-					d.judgeDrift(syncName, t.Name, n.Namespace+"/"+n.Name, changed(n))
+					d.judgeDrift(syncName, t.Name, idOf(n), changed(n))
 				}
 				// else status, or fields gitk8s does not set
 			},
@@ -154,7 +154,7 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 					obj = tomb.Obj
 				}
 				if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-					d.judgeDrift(syncName, t.Name, m.Namespace+"/"+m.Name, gone(m))
+					d.judgeDrift(syncName, t.Name, idOf(m), gone(m))
 				}
 			},
 		})
@@ -189,7 +189,10 @@ var settleAfterApply = 500 * time.Millisecond
 // change someone made during the apply still is.
 type pendingDrift struct {
 	mu     sync.Mutex
-	checks map[string]func() bool // object → is it drift
+	checks map[string]func() bool // object id → is it drift
+	// judged is set once the checks have run; a change seen after that is
+	// judged at once.
+	judged bool
 }
 
 // applying marks a sync's apply to a cluster; the returned func ends it.
@@ -201,8 +204,10 @@ func (d *Daemon) applying(syncName, clusterName string) (done func()) {
 		time.AfterFunc(settleAfterApply, func() {
 			d.pending.CompareAndDelete(key, p)
 			p.mu.Lock()
-			defer p.mu.Unlock()
-			for obj, isDrift := range p.checks {
+			p.judged = true
+			checks := p.checks
+			p.mu.Unlock()
+			for obj, isDrift := range checks {
 				if isDrift() {
 					d.drifted(syncName, clusterName, obj)
 				}
@@ -217,9 +222,12 @@ func (d *Daemon) judgeDrift(syncName, clusterName, obj string, isDrift func() bo
 	if v, ok := d.pending.Load(syncName + "/" + clusterName); ok {
 		p := v.(*pendingDrift)
 		p.mu.Lock()
-		p.checks[obj] = isDrift
+		if !p.judged {
+			p.checks[obj] = isDrift
+			p.mu.Unlock()
+			return
+		}
 		p.mu.Unlock()
-		return
 	}
 	if isDrift() {
 		d.drifted(syncName, clusterName, obj)

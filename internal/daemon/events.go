@@ -43,6 +43,8 @@ const maxNamesInEvent = 20
 // eventRecorder records the events of one cluster, on the API server of
 // that cluster.
 type eventRecorder struct {
+	// target is the connection the events go through.
+	target      *cluster.Target
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 }
@@ -54,14 +56,38 @@ func newEventRecorder(t *cluster.Target) (*eventRecorder, error) {
 	}
 	b := record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{BurstSize: eventBurst}))
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	return &eventRecorder{broadcaster: b, recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gitk8s"})}, nil
+	return &eventRecorder{target: t, broadcaster: b, recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gitk8s"})}, nil
 }
 
 // Close stops sending events; events still queued may be lost.
 func (d *Daemon) Close() {
+	d.eventsMu.Lock()
+	defer d.eventsMu.Unlock()
 	for _, r := range d.events {
 		r.broadcaster.Shutdown()
 	}
+}
+
+// recorderFor returns the event recorder of a cluster's current
+// connection. A cluster whose kubeconfig comes from a Secret gets a new
+// connection when the Secret changes, and its recorder follows.
+func (d *Daemon) recorderFor(t *cluster.Target) *eventRecorder {
+	d.eventsMu.Lock()
+	defer d.eventsMu.Unlock()
+	r := d.events[t.Name]
+	if r != nil && r.target == t {
+		return r
+	}
+	fresh, err := newEventRecorder(t)
+	if err != nil {
+		d.log.Warn("no events for this cluster", "cluster", t.Name, "error", err)
+		return nil
+	}
+	if r != nil {
+		r.broadcaster.Shutdown()
+	}
+	d.events[t.Name] = fresh
+	return fresh
 }
 
 // inventoryName is the name of a sync's ApplySet parent in every cluster.
@@ -85,9 +111,12 @@ func parentRef(ctx context.Context, t *cluster.Target, syncName string) *corev1.
 // sync's ApplySet parent in that cluster. Messages pass through the
 // reconcile's Masker, so they never hold a Secret value of the bundle.
 func (d *Daemon) announce(ctx context.Context, syncName, rev string, t *cluster.Target, out clusterOutcome, masker *diff.Masker) {
-	r := d.events[t.Name]
-	if r == nil || out.reason == ReasonClusterUnavailable {
+	if out.reason == ReasonClusterUnavailable {
 		return // an unreachable cluster cannot store the event either
+	}
+	r := d.recorderFor(t)
+	if r == nil {
+		return
 	}
 	var warning string
 	switch out.reason {

@@ -88,8 +88,9 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 		electing, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
 		var led atomic.Bool
 		termOver := make(chan struct{})
+		written := &writtenLock{Interface: lock}
 		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock:          lock,
+			Lock:          written,
 			LeaseDuration: lease,
 			RenewDeadline: lease * 2 / 3,
 			RetryPeriod:   lease / 6,
@@ -106,7 +107,8 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 					defer stopWork()
 					defer context.AfterFunc(ctx, stopWork)()
 					// It stops counting as the leader once it takes no new work:
-					// a push forwarded to it then gets 503 and is sent again.
+					// a push forwarded to it then gets 503 (providers that retry
+					// send it again; otherwise the next interval catches up).
 					if !d.waitForSuspensions(work) {
 						return
 					}
@@ -130,8 +132,12 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 		d.elector.Store(elector)
 		// Asked to stop: a standby stops electing at once; a leader keeps
 		// renewing until its term is over.
+		// client-go starts OnStartedLeading in a goroutine of its own, so
+		// led may not be set yet when the Lease was just acquired; a record
+		// written for this daemon says it was, and that the term will start.
+		leading := func() bool { return led.Load() || written.wrote.Load() }
 		stopWhenDone := context.AfterFunc(ctx, func() {
-			if led.Load() {
+			if leading() {
 				<-termOver
 			}
 			stopElecting()
@@ -139,7 +145,7 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 		elector.Run(electing)
 		stopWhenDone()
 		stopElecting()
-		if led.Load() {
+		if leading() {
 			<-termOver
 			if ctx.Err() != nil {
 				d.releaseLease(lock, identity)
@@ -147,6 +153,31 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// writtenLock notes that a leader election record naming this daemon was
+// written: client-go writes one only when it acquires or renews the Lease.
+type writtenLock struct {
+	resourcelock.Interface
+	wrote atomic.Bool
+}
+
+// Create implements resourcelock.Interface.
+func (l *writtenLock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Create(ctx, rec)
+	if err == nil {
+		l.wrote.Store(true)
+	}
+	return err
+}
+
+// Update implements resourcelock.Interface.
+func (l *writtenLock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Update(ctx, rec)
+	if err == nil {
+		l.wrote.Store(true)
+	}
+	return err
 }
 
 // releaseLease gives up the Lease when this daemon still holds it, so that

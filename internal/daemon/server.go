@@ -79,11 +79,18 @@ func (d *Daemon) Handler() (http.Handler, error) {
 			// start, then on every request through the cache.
 			ref := rc.SecretRef
 			r.CurrentSecret = func(ctx context.Context) ([]byte, error) {
-				v, _, err := d.secretKey(ctx, ref, "token")
+				v, key, err := d.secretKey(ctx, ref, "token")
 				if err != nil {
 					return nil, err
 				}
-				return bytes.TrimSpace(v), nil
+				if v = bytes.TrimSpace(v); len(v) == 0 {
+					ns := ref.Namespace
+					if ns == "" {
+						ns = HomeNamespace
+					}
+					return nil, fmt.Errorf("Secret %s/%s: key %s holds only white space: a webhook secret must not be empty", ns, ref.Name, key)
+				}
+				return v, nil
 			}
 			r.OnSecretError = func(err error) { d.log.Error("webhook secret unreadable", "receiver", rc.Name, "error", err) }
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -122,3 +122,29 @@ func TestSameRepository(t *testing.T) {
 		t.Error("different repositories are the same")
 	}
 }
+
+// TestWebhookEmptySecretVerifiesNothing: a receiver whose secret is empty
+// (a Secret key holding only white space) refuses a request signed with
+// the empty key, which anyone could compute.
+func TestWebhookEmptySecretVerifiesNothing(t *testing.T) {
+	push := `{"ref":"refs/heads/main","repository":{"clone_url":"https://git.example/org/shop.git"}}`
+	for _, provider := range []string{ProviderGitHub, ProviderGitea, ProviderBitbucket, ProviderGeneric, ProviderGitLab} {
+		d := testDaemon()
+		h := WebhookHandler([]*Receiver{{Name: "r", Provider: provider, Secret: []byte{}}}, d.OnPush)
+		req := httptest.NewRequest(http.MethodPost, "/hooks/r", strings.NewReader(push))
+		for _, header := range []string{"X-Hub-Signature-256", "X-Hub-Signature", "X-Signature"} {
+			req.Header.Set(header, "sha256="+sign("", push))
+		}
+		req.Header.Set("X-Gitea-Signature", sign("", push))
+		req.Header.Set("X-Gitlab-Token", "")
+		for _, event := range []string{"X-GitHub-Event", "X-Gitea-Event", "X-Gitlab-Event"} {
+			req.Header.Set(event, "push")
+		}
+		req.Header.Set("X-Event-Key", "repo:refs_changed")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized || len(triggered(d)) != 0 {
+			t.Errorf("%s: a request signed with the empty secret got %d and triggered %v", provider, rec.Code, triggered(d))
+		}
+	}
+}
