@@ -144,3 +144,51 @@ func TestBuiltInPoliciesCompileAndWarn(t *testing.T) {
 		t.Errorf("images-pinned: %v", msgs)
 	}
 }
+
+// TestAdmissionMessagesMaskSecretValues: a policy whose messageExpression
+// quotes a Secret's data (base64, as the object holds it) or a
+// stringData value produces findings that hold neither value.
+func TestAdmissionMessagesMaskSecretValues(t *testing.T) {
+	quoting := `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: quotes-secrets}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [secrets]}]
+  validations:
+  - expression: "false"
+    messageExpression: "'password ' + object.data.password + ' token ' + object.stringData.token"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: quotes-secrets}
+spec: {policyName: quotes-secrets, validationActions: [Deny]}
+`
+	secrets := `apiVersion: v1
+kind: Secret
+metadata: {name: db, namespace: prod}
+data: {password: c3VwZXItc2VjcmV0LXB3}
+stringData: {token: plain-token-value}
+`
+	objects := renderDir(t, map[string]string{"secret.yaml": secrets, "policy.yaml": quoting})
+	ap := LoadAdmissionPolicies(objects)
+	if len(ap.Errors) > 0 {
+		t.Fatalf("compile: %v", ap.Errors)
+	}
+	findings := EvaluateIn(&Context{Objects: objects}, Config{Admission: ap})
+	var messages strings.Builder
+	for _, f := range findings {
+		if f.Rule == RuleAdmissionPolicy {
+			messages.WriteString(f.Message + "\n")
+		}
+	}
+	if !strings.Contains(messages.String(), "quotes-secrets") {
+		t.Fatalf("the policy denied nothing:\n%s", messages.String())
+	}
+	for _, value := range []string{"c3VwZXItc2VjcmV0LXB3", "super-secret-pw", "plain-token-value"} {
+		if strings.Contains(messages.String(), value) {
+			t.Errorf("a finding quotes %q:\n%s", value, messages.String())
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/render"
 )
 
@@ -205,7 +206,14 @@ func EvaluateIn(ctx *Context, cfg Config) []Finding {
 		}
 	}
 	if cfg.Admission != nil && cfg.Modes[RuleAdmissionPolicy] != Off {
+		// An admission policy's messageExpression may quote any field,
+		// Secret values included: messages are masked like diffs are.
+		masker := diff.NewMasker()
+		for _, o := range ctx.Objects {
+			masker.Learn(o.Object)
+		}
 		for _, f := range cfg.Admission.Evaluate(context.Background(), all) {
+			f.Message = masker.Redact(f.Message)
 			if f.Rule == RuleAdmissionPolicy && !kept[objectKey(f.Source, f.Object)] {
 				continue
 			}
