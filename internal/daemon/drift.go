@@ -23,20 +23,29 @@ import (
 type driftWatch struct {
 	mu       sync.Mutex
 	watching map[schema.GroupVersionResource]cache.SharedIndexInformer
-	factory  metadatainformer.SharedInformerFactory
-	stop     <-chan struct{}
+	// since is when each informer started.
+	since   map[schema.GroupVersionResource]time.Time
+	factory metadatainformer.SharedInformerFactory
+	stop    <-chan struct{}
 	// target is the Target watched through; cancel ends the watch.
 	target *cluster.Target
 	cancel context.CancelFunc
 }
 
-// unsynced names the resources whose informers have not listed yet.
+// watchSyncGrace is how long a drift watch that has not listed its
+// objects holds readiness back. One that cannot list for longer (its
+// cluster is away, a CRD was deleted) would otherwise keep the leader
+// unready for good; its informer goes on trying and logs why.
+var watchSyncGrace = time.Minute
+
+// unsynced names the resources whose informers have not listed yet,
+// within watchSyncGrace of their start.
 func (w *driftWatch) unsynced() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []string
 	for gvr, informer := range w.watching {
-		if !informer.HasSynced() {
+		if !informer.HasSynced() && time.Since(w.since[gvr]) < watchSyncGrace {
 			out = append(out, gvr.Resource)
 		}
 	}
@@ -84,7 +93,7 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	}
 	if !ok {
 		wctx, cancel := context.WithCancel(ctx)
-		w = &driftWatch{watching: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, stop: wctx.Done(), target: t, cancel: cancel,
+		w = &driftWatch{watching: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, since: map[schema.GroupVersionResource]time.Time{}, stop: wctx.Done(), target: t, cancel: cancel,
 			factory: metadatainformer.NewFilteredSharedInformerFactory(t.Metadata, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 				o.LabelSelector = apply.LabelPartOf + "=" + inventoryID
 			})}
@@ -106,6 +115,7 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 		}
 		informer := w.factory.ForResource(gvr).Informer()
 		w.watching[gvr] = informer
+		w.since[gvr] = time.Now()
 		idOf := func(m *metav1.PartialObjectMetadata) string {
 			return object.ObjMetadata{GroupKind: gvk.GroupKind(), Namespace: m.Namespace, Name: m.Name}.String()
 		}

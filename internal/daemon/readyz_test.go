@@ -98,4 +98,12 @@ syncs:
 	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "drift watches not synced: other/local: configmaps") {
 		t.Errorf("with a watch that cannot list: %d %q", code, body)
 	}
+	// It holds readiness back for watchSyncGrace only: a cluster that stays
+	// away must not keep the leader unready for good.
+	defer func(grace time.Duration) { watchSyncGrace = grace }(watchSyncGrace)
+	watchSyncGrace = 2 * time.Second
+	time.Sleep(watchSyncGrace)
+	if code, body := readyz(); code != http.StatusOK {
+		t.Errorf("a watch that could not list for longer than the grace still holds readiness: %d %q", code, body)
+	}
 }
