@@ -155,16 +155,10 @@ leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 	}
 }
 
-// TestLeaderHandsOverAfterItsReconcile stops a leader while its reconcile
-// waits for a Deployment that never becomes ready. The leader keeps its
-// Lease until that reconcile reaches its own end (HealthCheckFailed, not
-// a cancellation), and the standby leads only after it: no object is
-// applied by both at once.
-func TestLeaderHandsOverAfterItsReconcile(t *testing.T) {
-	ns := env.Namespace(t)
-	ensureHomeNamespace(t)
-	srv := newGitServer(t)
-	srv.commit(t, map[string]string{"stuck.yaml": fmt.Sprintf(`apiVersion: apps/v1
+// stuckDeployment is a Deployment whose pods never become ready, so that
+// a reconcile applying it waits for health until its timeout.
+func stuckDeployment(ns string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: stuck, namespace: %s}
 spec:
@@ -175,7 +169,19 @@ spec:
       labels: {app: stuck, %s: "true"}
     spec:
       containers: [{name: app, image: nginx, resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}}]
-`, ns, controlplane.NeverReadyLabel)})
+`, ns, controlplane.NeverReadyLabel)
+}
+
+// TestLeaderHandsOverAfterItsReconcile stops a leader while its reconcile
+// waits for a Deployment that never becomes ready. The leader keeps its
+// Lease until that reconcile reaches its own end (HealthCheckFailed, not
+// a cancellation), and the standby leads only after it: no object is
+// applied by both at once.
+func TestLeaderHandsOverAfterItsReconcile(t *testing.T) {
+	ns := env.Namespace(t)
+	ensureHomeNamespace(t)
+	srv := newGitServer(t)
+	srv.commit(t, map[string]string{"stuck.yaml": stuckDeployment(ns)})
 	cfgText := fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
@@ -297,18 +303,7 @@ func TestLeaderCutOffFromItsLeaseStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := newGitServer(t)
-	srv.commit(t, map[string]string{"stuck.yaml": fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: stuck, namespace: %s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: stuck}}
-  template:
-    metadata:
-      labels: {app: stuck, %s: "true"}
-    spec:
-      containers: [{name: app, image: nginx, resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}}]
-`, ns, controlplane.NeverReadyLabel)})
+	srv.commit(t, map[string]string{"stuck.yaml": stuckDeployment(ns)})
 	config := func(home string) string {
 		return fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
