@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/gitk8s/gitk8s/internal/daemon"
 )
@@ -40,6 +41,9 @@ refused at start with every problem named.`,
 				handler = slog.NewJSONHandler(stderr, nil)
 			}
 			logger := slog.New(handler)
+			// client-go's own lines (leader election, watches) go through the
+			// same handler, so that --log-format json is JSON throughout.
+			klog.SetSlogLogger(logger)
 			listen := cfg.Webhooks.Listen
 			if listen == "" {
 				listen = ":9292"

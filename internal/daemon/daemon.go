@@ -339,6 +339,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
 		return err
 	}
+	log.Info("rendered", "objects", len(bundle.Objects))
 	// Every text this reconcile shows people (status, logs, events) passes
 	// through one Masker that knows every Secret value of the bundle, the
 	// same one the apply masks diffs and the API server's errors with.
@@ -481,6 +482,7 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 		log.Warn("policy violations", "count", len(msgs))
 		return clusterOutcome{reason: ReasonPolicyViolation, err: fmt.Errorf("cluster %s: policy violations, nothing applied: %v", t.Name, msgs)}
 	}
+	log.Info("policy gate passed", "warnings", len(findings))
 	opts := apply.DefaultOptions()
 	opts.Inventory = apply.InventoryOptions{Name: inventoryName(s.Name), Namespace: apply.DefaultInventoryNamespace}
 	opts.Prune = s.Prune
@@ -493,6 +495,7 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	if err != nil {
 		return clusterOutcome{reason: ReasonClusterUnavailable, err: err}
 	}
+	log.Info("applied", "counts", cs.Count())
 	if cs.InventoryID != "" {
 		seen := map[schema.GroupVersionResource]bool{}
 		var resources []schema.GroupVersionResource

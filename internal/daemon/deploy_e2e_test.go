@@ -134,7 +134,8 @@ leaderElection: {enabled: true}
 		defer logs.mu.Unlock()
 		return logs.w.String()
 	}
-	cmd := exec.Command(bin, "daemon", "--config", config, "--git-cache-dir", filepath.Join(dir, "cache"))
+	// As deploy/ runs it: JSON logs.
+	cmd := exec.Command(bin, "daemon", "--config", config, "--git-cache-dir", filepath.Join(dir, "cache"), "--log-format", "json")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -224,6 +225,30 @@ leaderElection: {enabled: true}
 	for _, v := range []string{gitPassword, hookToken} {
 		if strings.Contains(logText(), v) {
 			t.Errorf("the daemon's log holds the Secret value %q", v)
+		}
+	}
+	// Every line is JSON, client-go's own (leader election, watches)
+	// included, and each step of a sync is a line naming the sync, the
+	// cluster where there is one, and the revision.
+	steps := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(logText()), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Errorf("a log line is not JSON: %q", line)
+			continue
+		}
+		msg, _ := entry["msg"].(string)
+		switch msg {
+		case "rendered", "policy gate passed", "applied", "synced":
+			if entry["sync"] != "course" || entry["revision"] != rev || (msg != "rendered" && msg != "synced" && entry["cluster"] != "local") {
+				t.Errorf("log line %q lacks its sync, cluster or revision: %s", msg, line)
+			}
+			steps[msg] = true
+		}
+	}
+	for _, step := range []string{"rendered", "policy gate passed", "applied", "synced"} {
+		if !steps[step] {
+			t.Errorf("no %q line in the daemon's log:\n%s", step, logText())
 		}
 	}
 }
