@@ -112,11 +112,21 @@ func (d *Daemon) Handler() (http.Handler, error) {
 		receivers = append(receivers, r)
 	}
 	hooks := WebhookHandler(receivers, d.OnPush)
+	known := map[string]bool{}
+	for _, r := range receivers {
+		known[r.Name] = true
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/hooks/", d.leaderOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		hooks.ServeHTTP(rec, r)
-		d.metrics.webhooks.WithLabelValues(strings.TrimPrefix(r.URL.Path, "/hooks/"), fmt.Sprint(rec.code)).Inc()
+		// Paths that name no receiver are counted under one label, so that
+		// requests to made-up paths create no series.
+		name := strings.TrimPrefix(r.URL.Path, "/hooks/")
+		if !known[name] {
+			name = "unknown"
+		}
+		d.metrics.webhooks.WithLabelValues(name, fmt.Sprint(rec.code)).Inc()
 	})))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,7 +55,9 @@ type Receiver struct {
 // Push is what a push event says: which repository and branch moved.
 type Push struct {
 	Repositories []string // clone URLs, any form the provider gives
-	Branch       string
+	// Branches are the branches the push changed (Bitbucket Server sends
+	// several in one event); a tag's ref is kept whole (refs/tags/…).
+	Branches []string
 }
 
 // WebhookHandler serves /hooks/<receiver> and calls onPush for every
@@ -72,10 +75,6 @@ func WebhookHandler(receivers []*Receiver, onPush func(Push) int) http.Handler {
 		}
 		if req.Method != http.MethodPost {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
-			return
-		}
-		if !r.allow() {
-			http.Error(w, "too many requests", http.StatusTooManyRequests)
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(req.Body, maxWebhookBody+1))
@@ -99,6 +98,12 @@ func WebhookHandler(receivers []*Receiver, onPush func(Push) int) http.Handler {
 		}
 		if !r.verify(secret, req.Header, body) {
 			http.Error(w, "bad or missing signature", http.StatusUnauthorized)
+			return
+		}
+		// Only signed requests count against the limit: unsigned ones
+		// cannot use it up for the provider's real pushes.
+		if !r.allow() {
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
 			return
 		}
 		push, isPush, err := r.parse(req.Header, body)
@@ -215,9 +220,12 @@ func (r *Receiver) parse(h http.Header, body []byte) (Push, bool, error) {
 	if err := json.Unmarshal(body, &p); err != nil {
 		return Push{}, false, err
 	}
-	push := Push{Branch: strings.TrimPrefix(p.Ref, "refs/heads/")}
-	if push.Branch == "" && len(p.Changes) > 0 {
-		push.Branch = strings.TrimPrefix(p.Changes[0].RefID, "refs/heads/")
+	var push Push
+	if p.Ref != "" {
+		push.Branches = append(push.Branches, strings.TrimPrefix(p.Ref, "refs/heads/"))
+	}
+	for _, c := range p.Changes {
+		push.Branches = append(push.Branches, strings.TrimPrefix(c.RefID, "refs/heads/"))
 	}
 	for _, u := range []string{p.Repository.CloneURL, p.Repository.SSHURL, p.Repository.HTMLURL, p.Repository.GitHTTP, p.Repository.GitSSH, p.Repository.URL, p.Project.GitHTTP, p.Project.GitSSH} {
 		if u != "" {
@@ -265,7 +273,7 @@ func (d *Daemon) OnPush(p Push) int {
 				matched = true
 			}
 		}
-		if !matched || (s.Source.Ref.Branch != "" && s.Source.Ref.Branch != p.Branch) {
+		if !matched || (s.Source.Ref.Branch != "" && !slices.Contains(p.Branches, s.Source.Ref.Branch)) {
 			continue
 		}
 		if d.Trigger(s.Name) {

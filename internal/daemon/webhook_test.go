@@ -148,3 +148,42 @@ func TestWebhookEmptySecretVerifiesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestBitbucketPushOfSeveralBranches: Bitbucket Server names every branch
+// a push changed; a sync of any of them is triggered.
+func TestBitbucketPushOfSeveralBranches(t *testing.T) {
+	d := testDaemon()
+	body := `{"changes":[{"refId":"refs/heads/feature"},{"refId":"refs/heads/staging"}],"repository":{"links":{"clone":[{"href":"ssh://git@git.example:7999/org/shop.git"}]}}}`
+	h := WebhookHandler([]*Receiver{{Name: "r", Provider: ProviderBitbucket, Secret: []byte("s")}}, d.OnPush)
+	req := httptest.NewRequest(http.MethodPost, "/hooks/r", strings.NewReader(body))
+	req.Header.Set("X-Event-Key", "repo:refs_changed")
+	req.Header.Set("X-Hub-Signature", "sha256="+sign("s", body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if got := triggered(d); rec.Code != http.StatusAccepted || len(got) != 1 || got[0] != "shop-staging" {
+		t.Errorf("%d, triggered %v; want shop-staging", rec.Code, got)
+	}
+}
+
+// TestUnsignedRequestsDoNotUseTheLimit: a flood of unsigned requests gets
+// 401 each and leaves the receiver's rate limit to the provider's pushes.
+func TestUnsignedRequestsDoNotUseTheLimit(t *testing.T) {
+	d := testDaemon()
+	h := WebhookHandler([]*Receiver{{Name: "r", Provider: ProviderGitLab, Secret: []byte("t"), PerMinute: 2}}, d.OnPush)
+	send := func(token string) int {
+		req := httptest.NewRequest(http.MethodPost, "/hooks/r", bytes.NewBufferString("{}"))
+		req.Header.Set("X-Gitlab-Token", token)
+		req.Header.Set("X-Gitlab-Event", "Tag Push Hook")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 10 {
+		if code := send("wrong"); code != http.StatusUnauthorized {
+			t.Fatalf("unsigned request: %d", code)
+		}
+	}
+	if code := send("t"); code != http.StatusAccepted {
+		t.Errorf("a signed request after unsigned ones: %d, want 202", code)
+	}
+}
