@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -493,7 +494,7 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 	cs, err := apply.NewManager(&target, opts).Apply(ctx, objects)
 	applied()
 	if err != nil {
-		return clusterOutcome{reason: ReasonClusterUnavailable, err: err}
+		return failedApply(t, cs, err)
 	}
 	log.Info("applied", "counts", cs.Count())
 	if cs.InventoryID != "" {
@@ -530,10 +531,46 @@ func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Targe
 		out.reason, out.err = ReasonHealthCheckFailed, fmt.Errorf("cluster %s: wave %d is not healthy", t.Name, *cs.UnhealthyWave)
 	case cs.Failed():
 		out.reason, out.err = ReasonApplyFailed, errors.Join(cs.Errors()...)
+		if !wrote(cs) {
+			out.reason = ReasonPlanFailed // refused by the dry-run: nothing written
+		}
 	default:
 		out.applied = true
 	}
 	return out
+}
+
+// failedApply is the outcome of an apply that ended in an error: the
+// cluster stopped answering (ClusterUnavailable), or the plan failed before
+// anything was written (PlanFailed), or after some writes (ApplyFailed,
+// with what was done counted).
+func failedApply(t *cluster.Target, cs *apply.ChangeSet, err error) clusterOutcome {
+	out := clusterOutcome{reason: ReasonPlanFailed, err: fmt.Errorf("cluster %s: %w", t.Name, err), counts: map[string]int{}}
+	if cs != nil {
+		for a, n := range cs.Count() {
+			out.counts[string(a)] += n
+		}
+		if wrote(cs) {
+			out.reason = ReasonApplyFailed
+		}
+	}
+	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) || errors.Is(err, context.DeadlineExceeded) {
+		out.reason = ReasonClusterUnavailable
+	}
+	return out
+}
+
+// wrote reports whether an apply wrote anything to the cluster.
+func wrote(cs *apply.ChangeSet) bool {
+	for a, n := range cs.Count() {
+		switch a {
+		case apply.Created, apply.Configured, apply.Recreated, apply.Pruned:
+			if n > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // redact masks, in an error's text, every Secret value the Masker knows.

@@ -385,3 +385,34 @@ syncs:
 	edit("during the second term")
 	within(t, "the second term's drift watch heals a hand edit", 15*time.Second, func() bool { return value() == "git" })
 }
+
+// TestPlanFailureIsNotAnOutage: a revision the apply engine cannot plan (a
+// kind the cluster does not know) is PlanFailed, with the file and the
+// fix named, and nothing of it is written; the cluster is not reported
+// unavailable.
+func TestPlanFailureIsNotAnOutage(t *testing.T) {
+	ns := env.Namespace(t)
+	srv := newGitServer(t)
+	srv.commit(t, map[string]string{
+		"cm.yaml":     fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: planned, namespace: %s}\ndata: {a: b}\n", ns),
+		"widget.yaml": fmt.Sprintf("apiVersion: example.test/v1\nkind: Widget\nmetadata: {name: w, namespace: %s}\n", ns),
+	})
+	r := runDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- name: plan-%s
+  source: {url: %s, ref: {branch: main}, interval: 1h}
+  clusters: [local]
+`, env.Contexts[0], env.Kubeconfig, ns, srv.url))
+	name := "plan-" + ns
+	r.eventually(t, "the sync fails", 30*time.Second, func() bool { return r.status(name).Condition("Ready").Status == "False" })
+	c := r.status(name).Condition("Ready")
+	if c.Reason != ReasonPlanFailed || !strings.Contains(c.Message, "widget.yaml") || !strings.Contains(c.Message, "Widget") {
+		t.Errorf("Ready %+v, want PlanFailed naming widget.yaml and the kind", c)
+	}
+	if _, err := env.Client(t, "").CoreV1().ConfigMaps(ns).Get(context.Background(), "planned", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a revision that cannot be planned was partly applied: %v", err)
+	}
+}

@@ -21,7 +21,7 @@ import (
 )
 
 // Reasons of the Normal events on a sync's ApplySet parent. The Warning
-// events use the reasons of the Ready condition: ReasonApplyFailed,
+// events use the reasons of the Ready condition: ReasonPlanFailed, ReasonApplyFailed,
 // ReasonPruneRefused, ReasonHealthCheckFailed and ReasonPolicyViolation.
 const (
 	EventApplied = "Applied"
@@ -120,7 +120,7 @@ func (d *Daemon) announce(ctx context.Context, syncName, rev string, t *cluster.
 	}
 	var warning string
 	switch out.reason {
-	case ReasonApplyFailed, ReasonPruneRefused, ReasonHealthCheckFailed, ReasonPolicyViolation:
+	case ReasonPlanFailed, ReasonApplyFailed, ReasonPruneRefused, ReasonHealthCheckFailed, ReasonPolicyViolation:
 		warning = out.reason
 	}
 	if warning == "" && !out.applied {

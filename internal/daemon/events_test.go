@@ -123,7 +123,7 @@ syncs:
 			reason: ReasonPruneRefused, typ: corev1.EventTypeWarning, contains: []string{"prune refused", "2 of the 2 objects"}},
 		{name: "an object the API server refuses", files: map[string]string{"a.yaml": cm("a"), "b.yaml": cm("b"),
 			"secret.yaml": fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: quoted, namespace: %s}\nstringData: {pin: %s}\n", ns, quoted)},
-			reason: ReasonApplyFailed, typ: corev1.EventTypeWarning, contains: []string{"Secret/" + ns + "/quoted", "<secret #"}},
+			reason: ReasonPlanFailed, typ: corev1.EventTypeWarning, contains: []string{"Secret/" + ns + "/quoted", "<secret #"}},
 		{name: "an object that never becomes healthy", files: map[string]string{"secret.yaml": "",
 			"pvc.yaml": fmt.Sprintf("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: pending, namespace: %s}\nspec: {storageClassName: no-such-class, accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}\n", ns)},
 			reason: ReasonHealthCheckFailed, typ: corev1.EventTypeWarning, contains: []string{"is not healthy"}},
