@@ -134,7 +134,7 @@ syncs:
 		}
 	}
 	waitFor("one sync applied, the other failed", func(s map[string]SyncStatus) bool {
-		return s["good-"+ns].Condition("Ready").Status == "True" && s["bad-"+ns].Condition("Ready").Reason == ReasonApplyFailed
+		return s["good-"+ns].Condition("Ready").Status == "True" && s["bad-"+ns].Condition("Ready").Reason == ReasonPlanFailed
 	})
 
 	dom := string(chromium(t, srv.URL, "--dump-dom"))
