@@ -336,7 +336,7 @@ func TestSecondTermWatchesDrift(t *testing.T) {
 	ns := env.Namespace(t)
 	srv := newGitServer(t)
 	srv.commit(t, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: terms, namespace: %s}\ndata: {value: git}\n", ns)})
-	cfg, err := LoadConfig(writeConfig(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
 - {name: local, kubeconfig: {context: %s, path: %s}}
@@ -344,14 +344,7 @@ syncs:
 - name: terms-%s
   source: {url: %s, ref: {branch: main}, interval: 1h}
   clusters: [local]
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, env.Contexts[0], env.Kubeconfig, ns, srv.url))
 	client := env.Client(t, "")
 	value := func() string {
 		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "terms", metav1.GetOptions{})
@@ -415,4 +408,20 @@ syncs:
 	if _, err := env.Client(t, "").CoreV1().ConfigMaps(ns).Get(context.Background(), "planned", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("a revision that cannot be planned was partly applied: %v", err)
 	}
+}
+
+// newDaemon is a daemon of this configuration that logs nothing, closed
+// when the test ends; the test runs it as it needs.
+func newDaemon(t *testing.T, config string) *Daemon {
+	t.Helper()
+	cfg, err := LoadConfig(writeConfig(t, config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -201,7 +200,7 @@ func TestEventsSurviveABurst(t *testing.T) {
 	client := env.Client(t, "")
 	ctx := context.Background()
 	syncName := "burst-" + ns
-	cfg, err := LoadConfig(writeConfig(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
 - {name: local, kubeconfig: {context: %s, path: %s}}
@@ -209,15 +208,7 @@ syncs:
 - name: %s
   source: {url: https://git.example/unused.git}
   clusters: [local]
-`, env.Contexts[0], env.Kubeconfig, syncName)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+`, env.Contexts[0], env.Kubeconfig, syncName))
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gitk8s-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}

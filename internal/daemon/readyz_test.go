@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,7 +21,7 @@ func TestReadyz(t *testing.T) {
 	ns := env.Namespace(t)
 	srv := newGitServer(t)
 	srv.commit(t, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ready, namespace: %s}\ndata: {k: v}\n", ns)})
-	cfg, err := LoadConfig(writeConfig(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
 - {name: local, kubeconfig: {context: %s, path: %s}}
@@ -31,15 +29,7 @@ syncs:
 - name: ready-%s
   source: {url: %s, ref: {branch: main}, interval: 1h}
   clusters: [local]
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+`, env.Contexts[0], env.Kubeconfig, ns, srv.url))
 	h, err := d.Handler()
 	if err != nil {
 		t.Fatal(err)

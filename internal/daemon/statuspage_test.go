@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"image/png"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
@@ -86,7 +84,7 @@ func TestStatusPage(t *testing.T) {
 	good.commit(t, map[string]string{"cm.yaml": cm("good")})
 	bad.commit(t, map[string]string{"cm.yaml": cm("bad"),
 		"secret.yaml": fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: %s}\nstringData: {pin: %s}\n", ns, value)})
-	cfg, err := LoadConfig(writeConfig(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
 - {name: local, kubeconfig: {context: %s, path: %s}, labels: {region: test}}
@@ -97,15 +95,7 @@ syncs:
 - name: bad-%s
   source: {url: %s, ref: {branch: main}, interval: 1h}
   clusterSelector: {matchLabels: {region: test}}
-`, env.Contexts[0], env.Kubeconfig, ns, good.url, ns, bad.url)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{GitCacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+`, env.Contexts[0], env.Kubeconfig, ns, good.url, ns, bad.url))
 	h, err := d.Handler()
 	if err != nil {
 		t.Fatal(err)
