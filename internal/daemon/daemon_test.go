@@ -181,13 +181,7 @@ syncs:
 	defer func() { cancel(); <-done }()
 
 	client := env.Client(t, "")
-	value := func() string {
-		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "settings", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || err != nil {
-			return ""
-		}
-		return c.Data["value"]
-	}
+	value := func() string { return configMapValue(t, ns, "settings") }
 	status := func() SyncStatus { return d.Status()[0] }
 	eventually := func(what string, ok func() bool) {
 		t.Helper()
@@ -346,13 +340,7 @@ syncs:
   clusters: [local]
 `, env.Contexts[0], env.Kubeconfig, ns, srv.url))
 	client := env.Client(t, "")
-	value := func() string {
-		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "terms", metav1.GetOptions{})
-		if err != nil {
-			return ""
-		}
-		return c.Data["value"]
-	}
+	value := func() string { return configMapValue(t, ns, "terms") }
 	edit := func(v string) {
 		t.Helper()
 		if _, err := client.CoreV1().ConfigMaps(ns).Patch(context.Background(), "terms", "application/merge-patch+json",

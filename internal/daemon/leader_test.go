@@ -94,7 +94,6 @@ func ensureHomeNamespace(t *testing.T) {
 // what Git says since.
 func TestLeaderElection(t *testing.T) {
 	ns := env.Namespace(t)
-	client := env.Client(t, "")
 	ensureHomeNamespace(t)
 	cm := func(value string) string {
 		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: elected, namespace: %s}\ndata: {value: %q}\n", ns, value)
@@ -111,13 +110,7 @@ syncs:
   clusters: [local]
 leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 `, env.Contexts[0], env.Kubeconfig, ns, srv.url, ns)
-	value := func() string {
-		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "elected", metav1.GetOptions{})
-		if err != nil {
-			return ""
-		}
-		return c.Data["value"]
-	}
+	value := func() string { return configMapValue(t, ns, "elected") }
 	a := startElected(t, cfgText, false)
 	within(t, "a leads and applies", 30*time.Second, func() bool { return a.Leader() && value() == "one" })
 	b := startElected(t, cfgText, false)
@@ -355,7 +348,6 @@ leaderElection: {enabled: true, cluster: home, name: lease-%s, leaseDuration: 3s
 // request that reaches a daemon that does not lead is refused with 503.
 func TestStandbyForwardsToLeader(t *testing.T) {
 	ns := env.Namespace(t)
-	client := env.Client(t, "")
 	ensureHomeNamespace(t)
 	cm := func(value string) string {
 		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: forwarded, namespace: %s}\ndata: {value: %q}\n", ns, value)
@@ -378,13 +370,7 @@ webhooks:
   receivers: [{name: github, provider: github, secretFile: %s}]
 leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 `, env.Contexts[0], env.Kubeconfig, ns, srv.url, secret, ns)
-	value := func() string {
-		c, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), "forwarded", metav1.GetOptions{})
-		if err != nil {
-			return ""
-		}
-		return c.Data["value"]
-	}
+	value := func() string { return configMapValue(t, ns, "forwarded") }
 	a := startElected(t, cfgText, true)
 	within(t, "a leads and applies", 30*time.Second, func() bool { return a.Leader() && value() == "one" })
 	b := startElected(t, cfgText, true)
