@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 // warnings collects the API server's warnings.
@@ -56,7 +57,7 @@ func TestAdmissionPoliciesAgreeWithTheAPIServer(t *testing.T) {
 
 	// The cluster gets the policies, namespaces and params; not yet the rest.
 	kubectl(t, "create", "namespace", "params-"+suffix)
-	setup := writeFiles(t, map[string]string{"p.yaml": policyYAML})
+	setup := testenv.WriteFiles(t, map[string]string{"p.yaml": policyYAML})
 	kubectl(t, "apply", "-f", filepath.Join(setup, "p.yaml"))
 	t.Cleanup(func() {
 		kubectl(t, "delete", "-f", filepath.Join(setup, "p.yaml"), "--ignore-not-found")
@@ -141,7 +142,7 @@ func TestAdmissionPoliciesAgreeWithTheAPIServer(t *testing.T) {
 	}
 
 	// What gitk8s says, offline, from the same policies in policies/.
-	dir := writeFiles(t, map[string]string{"policies/p.yaml": policyYAML, "app/objects.yaml": objects})
+	dir := testenv.WriteFiles(t, map[string]string{"policies/p.yaml": policyYAML, "app/objects.yaml": objects})
 	var out, errOut bytes.Buffer
 	run(ctx, []string{"validate", dir, "--path", "app", "-o", "json", "--policy", "gitk8s-none=off"}, &out, &errOut)
 	if !strings.Contains(errOut.String(), "no such rule") {

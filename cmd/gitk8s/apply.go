@@ -1,8 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
-	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/policy"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/source"
 )
 
@@ -50,7 +50,7 @@ healthy, or a prune was refused, 2 bad input or an unreachable cluster.`,
 				return failWith(exitError, fmt.Errorf("-o %s: use text or json", o.output))
 			}
 			if !o.watch {
-				return o.applyOnce(cmd.Context(), g, args[0], stdout, stderr)
+				return o.applyOnce(cmd, g, args[0], stdout, stderr)
 			}
 			if source.IsRemote(args[0]) {
 				return failWith(exitError, fmt.Errorf("--watch works on a local directory, not on %s", source.Redact(args[0])))
@@ -60,11 +60,11 @@ healthy, or a prune was refused, 2 bad input or an unreachable cluster.`,
 			}
 			// Apply now, then after every burst of changes; a failure is
 			// reported and the last good state stays applied.
-			_ = o.applyOnce(cmd.Context(), g, args[0], stdout, stderr)
+			o.applyAndReport(cmd, g, args[0], stdout, stderr)
 			fmt.Fprintf(stderr, "watching %s for changes (Ctrl-C to stop)\n", args[0])
 			err := source.Watch(cmd.Context(), args[0], 300*time.Millisecond, func() {
 				fmt.Fprintf(stderr, "change in %s: applying\n", args[0])
-				_ = o.applyOnce(cmd.Context(), g, args[0], stdout, stderr)
+				o.applyAndReport(cmd, g, args[0], stdout, stderr)
 			})
 			if err != nil {
 				return failWith(exitError, err)
@@ -80,38 +80,32 @@ healthy, or a prune was refused, 2 bad input or an unreachable cluster.`,
 	return cmd
 }
 
+// applyAndReport applies once for --watch, which goes on after a failure:
+// an error that stopped the apply is printed, not returned.
+func (o *applyOptions) applyAndReport(cmd *cobra.Command, g *globalOptions, src string, stdout, stderr io.Writer) {
+	var ce *codeError
+	if err := o.applyOnce(cmd, g, src, stdout, stderr); errors.As(err, &ce) && ce.err != nil {
+		fmt.Fprintln(stderr, "error:", ce.err)
+	}
+}
+
 // applyOnce renders, applies and prints once.
-func (o *applyOptions) applyOnce(ctx context.Context, g *globalOptions, src string, stdout, stderr io.Writer) error {
-	masker := diff.NewMasker()
-	snap, bundle, err := o.sync.src.load(src)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return failWith(exitError, nil)
-	}
-	defer snap.Close()
-	opts, err := o.sync.managerOptions(snap, masker)
+func (o *applyOptions) applyOnce(cmd *cobra.Command, g *globalOptions, src string, stdout, stderr io.Writer) error {
+	req, release, err := o.sync.request(cmd, g, src, o.wait)
 	if err != nil {
 		return failWith(exitError, err)
 	}
-	opts.DryRun = o.dryRun
-	opts.Wait = o.wait
-	gate, err := o.sync.policy.config(snap, bundle)
-	if err != nil {
-		return failWith(exitError, err)
+	defer release()
+	req.DryRun = o.dryRun
+	res := reconcile.Run(cmd.Context(), req)
+	if res.Clusters == nil {
+		return failWith(exitError, res.Err)
 	}
-	results, placements, err := planClusters(ctx, g, bundle, opts, gate)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return failWith(exitError, nil)
-	}
-	report := applyReport{Source: snap.Origin, Revision: snap.Revision}
+	report := newReport(res)
 	code := exitOK
-	for _, res := range results {
-		cr := newClusterReport(res)
+	for _, cr := range report.Clusters {
 		code = max(code, cr.exitCode())
-		report.Clusters = append(report.Clusters, cr)
 	}
-	report.Federated = federatedReports(placements, report.Clusters)
 	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -127,8 +121,20 @@ func (o *applyOptions) applyOnce(ctx context.Context, g *globalOptions, src stri
 	return nil
 }
 
+// newReport is the report of an engine run that reached its clusters.
+func newReport(res *reconcile.Result) applyReport {
+	report := applyReport{Sync: res.Name, Source: res.Origin, Revision: res.Revision}
+	for i := range res.Clusters {
+		report.Clusters = append(report.Clusters, newClusterReport(&res.Clusters[i]))
+	}
+	report.Federated = federatedReports(res.Placements, report.Clusters)
+	return report
+}
+
 // applyReport is the result of an apply or diff, as printed with -o json.
 type applyReport struct {
+	// Sync names the sync; its inventory is named after it.
+	Sync      string            `json:"sync,omitempty"`
 	Source    string            `json:"source"`
 	Revision  string            `json:"revision,omitempty"`
 	Clusters  []clusterReport   `json:"clusters"`
@@ -136,8 +142,14 @@ type applyReport struct {
 }
 
 type clusterReport struct {
-	Cluster       string           `json:"cluster"`
+	Cluster string `json:"cluster"`
+	// Reason is the engine's: Succeeded, ClusterUnavailable,
+	// PolicyViolation, PlanFailed, ApplyFailed, PruneRefused or
+	// HealthCheckFailed, as the daemon reports it.
+	Reason string `json:"reason,omitempty"`
+	// Error is set when the cluster could not be synced at all.
 	Error         string           `json:"error,omitempty"`
+	Warnings      []string         `json:"warnings,omitempty"`
 	Inventory     string           `json:"inventory,omitempty"`
 	Objects       []objectReport   `json:"objects"`
 	Counts        map[string]int   `json:"counts"`
@@ -174,12 +186,17 @@ func (o objectReport) ref() string {
 	return o.Kind + "/" + o.Namespace + "/" + o.Name
 }
 
-func newClusterReport(res clusterResult) clusterReport {
-	cr := clusterReport{Cluster: res.cluster, Counts: map[string]int{}, Findings: res.findings, Blocked: res.blocked}
-	if res.err != nil {
-		cr.Error = res.err.Error()
+func newClusterReport(res *reconcile.ClusterResult) clusterReport {
+	cr := clusterReport{Cluster: res.Name, Reason: string(res.Reason), Counts: map[string]int{}, Findings: res.Findings,
+		Blocked: res.Reason == reconcile.PolicyViolation, Warnings: res.Warnings}
+	if res.Err != nil && (res.Stopped || res.Reason == reconcile.ClusterUnavailable) {
+		cr.Error = res.Err.Error()
 	}
-	cs := res.changeSet
+	return cr.withChangeSet(res.ChangeSet)
+}
+
+// withChangeSet adds a change set's objects to the report.
+func (cr clusterReport) withChangeSet(cs *apply.ChangeSet) clusterReport {
 	if cs == nil {
 		return cr
 	}
@@ -214,6 +231,13 @@ func newClusterReport(res clusterResult) clusterReport {
 	return cr
 }
 
+// printWarnings writes problems that did not stop the run.
+func printWarnings(w io.Writer, warnings []string) {
+	for _, msg := range warnings {
+		fmt.Fprintln(w, "warning:", msg)
+	}
+}
+
 func (cr clusterReport) exitCode() int {
 	switch {
 	case cr.Error != "":
@@ -234,6 +258,7 @@ func printApplyText(stdout, stderr io.Writer, report applyReport, withHealth, dr
 			fmt.Fprintf(stderr, "cluster %s: %s\n", cr.Cluster, cr.Error)
 			continue
 		}
+		printWarnings(stderr, cr.Warnings)
 		printFindingsBrief(stderr, cr.Findings)
 		if cr.Blocked {
 			fmt.Fprintf(stderr, "cluster %s: policy violations: nothing was applied\n", cr.Cluster)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,22 +31,6 @@ func gitk8s(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return out.String(), errOut.String(), code
 }
 
-// writeFiles writes files (name → content) into a new directory.
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // gitRepo copies dir into a new Git repository with one commit and returns
 // the repository and the commit.
 func gitRepo(t *testing.T, dir string) (repo, commit string) {
@@ -56,19 +39,10 @@ func gitRepo(t *testing.T, dir string) (repo, commit string) {
 	if err := os.CopyFS(repo, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
-	git := func(args ...string) string {
-		cmd := exec.Command("git", append([]string{"-c", "user.name=test", "-c", "user.email=test@example.test"}, args...)...)
-		cmd.Dir = repo
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q", "-b", "main")
-	git("add", ".")
-	git("commit", "-q", "-m", "manifests")
-	return repo, git("rev-parse", "HEAD")
+	testenv.Git(t, repo, "init", "-q", "-b", "main")
+	testenv.Git(t, repo, "add", ".")
+	testenv.Git(t, repo, "commit", "-q", "-m", "manifests")
+	return repo, testenv.Git(t, repo, "rev-parse", "HEAD")
 }
 
 func decodeReport(t *testing.T, stdout string) applyReport {
@@ -151,7 +125,7 @@ func appliedBy(fields []metav1.ManagedFieldsEntry, manager string) bool {
 // apply before the first write.
 func TestApplyInvalidFieldWritesNothing(t *testing.T) {
 	ns := env.Namespace(t)
-	dir := writeFiles(t, map[string]string{
+	dir := testenv.WriteFiles(t, map[string]string{
 		"a-config.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: %s}\ndata: {a: b}\n", ns),
 		"b-app.yaml": fmt.Sprintf(`apiVersion: v1
 kind: Service
@@ -194,7 +168,7 @@ spec:
 // --wait time out with exit 1, naming the Deployment and kstatus's reason.
 func TestApplyWaitNamesUnhealthyDeployment(t *testing.T) {
 	ns := env.Namespace(t)
-	dir := writeFiles(t, map[string]string{"stuck.yaml": fmt.Sprintf(`apiVersion: apps/v1
+	dir := testenv.WriteFiles(t, map[string]string{"stuck.yaml": fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: stuck, namespace: %s}
 spec:
@@ -223,7 +197,7 @@ spec:
 // context's namespace.
 func TestApplyDefaultsNamespace(t *testing.T) {
 	name := "defaulted-" + env.Namespace(t)
-	dir := writeFiles(t, map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\n"})
+	dir := testenv.WriteFiles(t, map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\n"})
 	if stdout, stderr, code := gitk8s(t, "apply", dir); code != exitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -236,7 +210,7 @@ func TestApplyDefaultsNamespace(t *testing.T) {
 
 func TestApplyRejects(t *testing.T) {
 	ns := env.Namespace(t)
-	unreachable := writeFiles(t, map[string]string{"kubeconfig": `apiVersion: v1
+	unreachable := testenv.WriteFiles(t, map[string]string{"kubeconfig": `apiVersion: v1
 kind: Config
 clusters: [{name: gone, cluster: {server: "https://127.0.0.1:1"}}]
 users: [{name: gone, user: {token: x}}]
@@ -285,7 +259,7 @@ current-context: gone
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			args := append([]string{"apply", writeFiles(t, tt.files)}, tt.args...)
+			args := append([]string{"apply", testenv.WriteFiles(t, tt.files)}, tt.args...)
 			if tt.args == nil {
 				args = append(args, "--kubeconfig", env.Kubeconfig)
 			}

@@ -1,18 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
-	"github.com/gitk8s/gitk8s/internal/diff"
-	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/source"
 )
 
@@ -47,37 +46,25 @@ API server refuses, an unreachable cluster).`,
 			default:
 				return failWith(exitError, fmt.Errorf("-o %s: use text, markdown or json", o.output))
 			}
-			masker := diff.NewMasker()
-			snap, bundle, err := o.sync.src.load(args[0])
-			if err != nil {
-				return failWith(exitError, err)
-			}
-			defer snap.Close()
-			report := applyReport{Source: snap.Origin, Revision: snap.Revision}
+			var report applyReport
 			if o.againstRef != "" {
-				cr, err := diffRevisions(args[0], o, bundle, masker)
+				r, err := o.compare(cmd.Context(), args[0])
 				if err != nil {
 					return failWith(exitError, err)
 				}
-				report.Clusters = []clusterReport{cr}
+				report = r
 			} else {
-				opts, err := o.sync.managerOptions(snap, masker)
+				req, release, err := o.sync.request(cmd, g, args[0], 0)
 				if err != nil {
 					return failWith(exitError, err)
 				}
-				opts.DryRun = true
-				gate, err := o.sync.policy.config(snap, bundle)
-				if err != nil {
-					return failWith(exitError, err)
+				defer release()
+				req.DryRun = true
+				res := reconcile.Run(cmd.Context(), req)
+				if res.Clusters == nil {
+					return failWith(exitError, res.Err)
 				}
-				results, placements, err := planClusters(cmd.Context(), g, bundle, opts, gate)
-				if err != nil {
-					return failWith(exitError, err)
-				}
-				for _, res := range results {
-					report.Clusters = append(report.Clusters, newClusterReport(res))
-				}
-				report.Federated = federatedReports(placements, report.Clusters)
+				report = newReport(res)
 			}
 			switch o.output {
 			case "json":
@@ -113,71 +100,26 @@ API server refuses, an unreachable cluster).`,
 	return cmd
 }
 
-// diffRevisions compares the bundle with the objects of another revision,
+// compare diffs SRC with revision --against-ref of the same repository,
 // offline.
-func diffRevisions(src string, o *diffOptions, bundle *render.Bundle, masker *diff.Masker) (clusterReport, error) {
-	openOpts, err := o.sync.src.openOptions()
-	if err != nil {
-		return clusterReport{}, err
+func (o *diffOptions) compare(ctx context.Context, src string) (applyReport, error) {
+	if o.sync.configFile != "" {
+		return applyReport{}, fmt.Errorf("--against-ref compares two revisions without a cluster, so --config has no meaning with it")
 	}
-	openOpts.Ref, openOpts.SemVer = o.againstRef, ""
-	oldSnap, err := source.Open(src, openOpts)
-	if err != nil {
-		return clusterReport{}, err
-	}
-	defer oldSnap.Close()
-	if oldSnap.Revision == "" {
-		return clusterReport{}, fmt.Errorf("--against-ref needs SRC to be a Git repository")
-	}
-	oldBundle, err := render.Render(o.sync.src.renderOptions(oldSnap))
-	if err != nil {
-		return clusterReport{}, fmt.Errorf("at %s: %w", o.againstRef, err)
-	}
-	for _, obj := range append(append([]*render.Object(nil), oldBundle.Objects...), bundle.Objects...) {
-		masker.Learn(obj.Object)
-	}
-	cr := clusterReport{Cluster: "revision " + oldSnap.Revision[:12], Counts: map[string]int{}}
-	old := map[string]*render.Object{}
-	for _, obj := range oldBundle.Objects {
-		old[obj.ID().String()] = obj
-	}
-	seen := map[string]bool{}
-	add := func(obj *render.Object, action apply.Action, d string) {
-		id := obj.ID()
-		or := objectReport{Group: id.GroupKind.Group, Kind: id.GroupKind.Kind, Namespace: id.Namespace, Name: id.Name,
-			Source: obj.Source.String(), Action: string(action), Diff: d}
-		cr.Objects = append(cr.Objects, or)
-		cr.Counts[string(action)]++
-		if action.Changes() {
-			cr.changes = true
+	base := reconcile.SourceFunc(func(ctx context.Context) (*source.Snapshot, error) {
+		opts, err := o.sync.src.openOptions()
+		if err != nil {
+			return nil, err
 		}
+		opts.Ref, opts.SemVer = o.againstRef, ""
+		return source.Open(ctx, src, opts)
+	})
+	c, err := reconcile.Compare(ctx, o.sync.src.opener(src, o.sync.src.path), base, o.sync.src.renderSettings())
+	if err != nil {
+		return applyReport{}, err
 	}
-	for _, obj := range bundle.Objects {
-		key := obj.ID().String()
-		seen[key] = true
-		prev, ok := old[key]
-		switch {
-		case !ok:
-			add(obj, apply.Created, diff.Unified(obj.Ref(), nil, obj.Object, masker))
-		default:
-			if d := diff.Unified(obj.Ref(), prev.Object, obj.Object, masker); d != "" {
-				add(obj, apply.Configured, d)
-			} else {
-				add(obj, apply.Unchanged, "")
-			}
-		}
-	}
-	var removed []*render.Object
-	for key, obj := range old {
-		if !seen[key] {
-			removed = append(removed, obj)
-		}
-	}
-	sort.Slice(removed, func(i, j int) bool { return removed[i].Ref() < removed[j].Ref() })
-	for _, obj := range removed {
-		add(obj, apply.Pruned, diff.Unified(obj.Ref(), obj.Object, nil, masker))
-	}
-	return cr, nil
+	cr := clusterReport{Cluster: c.ChangeSet.Cluster, Counts: map[string]int{}}.withChangeSet(c.ChangeSet)
+	return applyReport{Source: c.Origin, Revision: c.Revision, Clusters: []clusterReport{cr}}, nil
 }
 
 // useColor decides whether to color text output.
@@ -224,6 +166,7 @@ func printDiffText(stdout, stderr io.Writer, report applyReport, color bool) {
 		if len(report.Clusters) > 1 {
 			fmt.Fprintln(stdout, paint(colorBold, "== cluster "+cr.Cluster))
 		}
+		printWarnings(stderr, cr.Warnings)
 		printFindingsBrief(stderr, cr.Findings)
 		if cr.Blocked {
 			fmt.Fprintf(stderr, "cluster %s: policy violations: apply would write nothing\n", cr.Cluster)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 // TestMigrateThenValidateThenApply takes manifests written the way 2018
@@ -27,7 +29,7 @@ func TestMigrateThenValidateThenApply(t *testing.T) {
 		}
 		kept = append(kept, strings.Replace(d, "metadata:\n  name:", "metadata:\n  namespace: "+ns+"\n  name:", 1))
 	}
-	dir := writeFiles(t, map[string]string{"app/course.yaml": strings.Join(kept, "\n---\n")})
+	dir := testenv.WriteFiles(t, map[string]string{"app/course.yaml": strings.Join(kept, "\n---\n")})
 
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"validate", dir, "--context", env.Contexts[0], "--kubeconfig", env.Kubeconfig}, &out, &errOut)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -51,7 +52,7 @@ func TestFederationCorpusAcrossClusters(t *testing.T) {
 			}
 		}
 	}
-	dir := writeFiles(t, files)
+	dir := testenv.WriteFiles(t, files)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	var out, errOut bytes.Buffer
 	args := []string{"apply", dir, "--clusters", clustersFile(t), "--wait", "90s", "--inventory", "kubefed-sample"}

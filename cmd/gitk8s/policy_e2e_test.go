@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -86,7 +87,7 @@ spec:
 // quotes a Secret value.
 func TestValidateSARIFAndSecretReference(t *testing.T) {
 	ns := env.Namespace(t)
-	dir := writeFiles(t, map[string]string{
+	dir := testenv.WriteFiles(t, map[string]string{
 		"app.yaml": deployment(ns, "app", 1, "") + "---\n" + fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: %s}\nstringData: {token: tok-value-31337}\n", ns),
 	})
 	// Point the Deployment at a Secret that is nowhere.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -10,40 +9,30 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitk8s/gitk8s/internal/policy"
-	"github.com/gitk8s/gitk8s/internal/render"
-	"github.com/gitk8s/gitk8s/internal/source"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 )
 
 // policyOptions are the policy gate's flags.
 type policyOptions struct {
 	modes   map[string]string
+	builtin string
+	dirs    []string
 	exclude []string
 	off     bool
 }
 
 func (o *policyOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringToStringVar(&o.modes, "policy", nil, "rule=enforce|warn|off, repeatable (see docs/policies.md)")
+	cmd.Flags().StringVar(&o.builtin, "policy-builtin", "", "mode of every built-in rule --policy does not name: enforce (default), warn or off")
+	cmd.Flags().StringArrayVar(&o.dirs, "policy-dir", nil, "folder of the repository with admission policies to evaluate, repeatable (default: policies/ when it exists); a folder named must exist")
 	cmd.Flags().StringArrayVar(&o.exclude, "policy-exclude-namespace", nil, "namespace the policies do not check (repeatable)")
 	cmd.Flags().BoolVar(&o.off, "no-policy", false, "skip the policy gate")
 }
 
-// config is the gate's configuration, or nil when the gate is off. The
-// admission policies come from gitk8s, the source's policies/ folder and
-// the bundle.
-func (o *policyOptions) config(snap *source.Snapshot, bundle *render.Bundle) (*policy.Config, error) {
-	if o.off {
-		return nil, nil
-	}
-	cfg, errs := policy.Settings{Modes: o.modes, ExcludeNamespaces: o.exclude}.Config()
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("--policy: %w", errors.Join(errs...))
-	}
-	admission, err := policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Admission = admission
-	return &cfg, nil
+// settings are the gate's settings as the engine reads them.
+func (o *policyOptions) settings() reconcile.PolicySettings {
+	return reconcile.PolicySettings{Off: o.off, Dirs: o.dirs,
+		Settings: policy.Settings{Builtin: o.builtin, Modes: o.modes, ExcludeNamespaces: o.exclude}}
 }
 
 // maxWarnings is how many warnings apply and diff print before they

@@ -22,7 +22,7 @@ object it defines. Bad input is an error naming the file and line.`,
 			if output != "yaml" && output != "json" {
 				return failWith(exitError, fmt.Errorf("-o %s: use yaml or json", output))
 			}
-			snap, bundle, err := src.load(args[0])
+			snap, bundle, err := src.load(cmd.Context(), args[0])
 			if err != nil {
 				return failWith(exitError, err)
 			}

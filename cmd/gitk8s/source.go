@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/render"
 	"github.com/gitk8s/gitk8s/internal/source"
 )
@@ -92,27 +94,24 @@ func (o *sourceOptions) openOptions() (source.Options, error) {
 	return opts, nil
 }
 
-// renderOptions are the render options for a snapshot.
-func (o *sourceOptions) renderOptions(snap *source.Snapshot) render.Options {
-	return render.Options{
-		Root: snap.Root, Path: snap.Path,
-		AllowRemoteBases: o.allowRemoteBases,
-		JsonnetEntry:     o.jsonnetEntry,
-		Jsonnet:          render.JsonnetOptions{TLAs: o.tlas, ExtVars: o.extVars, LibPaths: o.jsonnetLibs},
-	}
+// renderSettings are the render flags as the engine reads them.
+func (o *sourceOptions) renderSettings() reconcile.RenderSettings {
+	return reconcile.RenderSettings{AllowRemoteBases: o.allowRemoteBases, JsonnetEntry: o.jsonnetEntry,
+		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs}
 }
 
-// load opens SRC and renders it. The snapshot must be closed by the caller.
-func (o *sourceOptions) load(src string) (*source.Snapshot, *render.Bundle, error) {
+// load opens SRC and renders it, for the commands that only read (render,
+// validate). The snapshot must be closed by the caller.
+func (o *sourceOptions) load(ctx context.Context, src string) (*source.Snapshot, *render.Bundle, error) {
 	opts, err := o.openOptions()
 	if err != nil {
 		return nil, nil, err
 	}
-	snap, err := source.Open(src, opts)
+	snap, err := source.Open(ctx, src, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	bundle, err := render.Render(o.renderOptions(snap))
+	bundle, err := render.Render(ctx, o.renderSettings().Options(snap))
 	if err != nil {
 		_ = snap.Close()
 		return nil, nil, err

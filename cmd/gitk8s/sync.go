@@ -2,29 +2,31 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"path/filepath"
-	"regexp"
+	"io"
+	"log/slog"
+	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
-	"github.com/gitk8s/gitk8s/internal/cluster"
-	"github.com/gitk8s/gitk8s/internal/diff"
-	"github.com/gitk8s/gitk8s/internal/federation"
-	"github.com/gitk8s/gitk8s/internal/policy"
-	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/daemon"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/source"
 )
 
 // syncOptions are the flags apply and diff share: what to read, which
-// inventory it belongs to and how to prune.
+// sync and inventory it belongs to, and how to apply and prune. They fill
+// a reconcile.Request, or, with --config, name the daemon's sync whose
+// request is used as the daemon builds it.
 type syncOptions struct {
 	src                   sourceOptions
+	syncName              string
+	configFile            string
+	namespace             string
 	inventory             string
 	inventoryNamespace    string
 	prune                 bool
@@ -36,151 +38,135 @@ type syncOptions struct {
 	policy                policyOptions
 }
 
+// settingFlags are the flags that change what is applied; with --config
+// the daemon's configuration decides them all.
+var settingFlags = []string{"allow-remote-bases", "jsonnet-entry", "tla", "ext-str", "jsonnet-lib", "path",
+	"namespace", "inventory", "inventory-namespace", "prune", "allow-destructive-prune", "prune-timeout", "force-conflicts",
+	"concurrency", "policy", "policy-builtin", "policy-dir", "policy-exclude-namespace", "no-policy", "wait",
+	"context", "clusters", "selector", "cluster-timeout"}
+
 func (o *syncOptions) addFlags(cmd *cobra.Command, pruneDefault bool) {
 	o.src.addFlags(cmd)
-	cmd.Flags().StringVar(&o.inventory, "inventory", "", "name of the ApplySet parent Secret that records what this source applied (default: gitk8s-<name of SRC>[-<path>])")
+	defaults := reconcile.DefaultSettings()
+	cmd.Flags().StringVar(&o.syncName, "sync", "", "name of the sync: its inventory is gitk8s-<name> (default: the name of SRC and --path); with --config, the daemon's sync to predict")
+	cmd.Flags().StringVar(&o.configFile, "config", "", "the daemon's configuration file: plan exactly what the daemon's next reconcile of --sync will do, with its settings, inventory and clusters, reading SRC instead of its remote")
+	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "", "namespace of namespaced objects that name none (default: the context's namespace)")
+	cmd.Flags().StringVar(&o.inventory, "inventory", "", "name of the ApplySet parent Secret that records what this sync applied (default: gitk8s-<sync>)")
 	cmd.Flags().StringVar(&o.inventoryNamespace, "inventory-namespace", apply.DefaultInventoryNamespace, "namespace of the inventory Secret")
 	cmd.Flags().BoolVar(&o.prune, "prune", pruneDefault, "delete objects of the inventory that are no longer rendered")
 	cmd.Flags().BoolVar(&o.allowDestructivePrune, "allow-destructive-prune", false, "let a prune delete Namespaces, CRDs, PersistentVolumes and claims, or more than half of the inventory")
-	cmd.Flags().DurationVar(&o.pruneTimeout, "prune-timeout", time.Minute, "how long to wait for each pruned object to be gone; one still there (a finalizer holds it) stays in the inventory")
-	cmd.Flags().BoolVar(&o.forceConflicts, "force-conflicts", true, "take over fields other field managers own (each is reported); false makes them errors")
-	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "requests in flight per cluster (default 16)")
+	cmd.Flags().DurationVar(&o.pruneTimeout, "prune-timeout", defaults.PruneTimeout, "how long to wait for each pruned object to be gone; one still there (a finalizer holds it) stays in the inventory")
+	cmd.Flags().BoolVar(&o.forceConflicts, "force-conflicts", defaults.ForceConflicts, "take over fields other field managers own (each is reported); false makes them errors")
+	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, fmt.Sprintf("requests in flight per cluster (default %d)", defaults.Concurrency))
 	cmd.Flags().BoolVar(&o.noMemory, "no-memory", false, "do not remember what was applied; every object is dry-run")
 	o.policy.addFlags(cmd)
 }
 
-// managerOptions turns the flags into apply options.
-func (o *syncOptions) managerOptions(snap *source.Snapshot, masker *diff.Masker) (apply.Options, error) {
-	opts := apply.DefaultOptions()
-	opts.Masker = masker
-	opts.ForceConflicts = o.forceConflicts
-	if o.concurrency > 0 {
-		opts.Concurrency = o.concurrency
-	}
-	opts.Prune = o.prune
-	opts.AllowDestructivePrune = o.allowDestructivePrune
-	opts.PruneTimeout = o.pruneTimeout
-	opts.Inventory = apply.InventoryOptions{Name: o.inventory, Namespace: o.inventoryNamespace}
-	if opts.Inventory.Name == "" {
-		opts.Inventory.Name = defaultInventoryName(snap.Origin, snap.Path)
-	}
+// request builds the engine request for SRC: from the flags, or with
+// --config from the daemon's own request for --sync. The returned func
+// releases what the request holds.
+func (o *syncOptions) request(cmd *cobra.Command, g *globalOptions, src string, wait time.Duration) (reconcile.Request, func(), error) {
+	ctx := cmd.Context()
+	var memory apply.Memory
 	if !o.noMemory {
 		mem, err := apply.DefaultMemoryDir()
 		if err != nil {
-			return opts, err
+			return reconcile.Request{}, nil, err
 		}
-		opts.Memory = mem
+		memory = mem
 	}
-	return opts, nil
-}
-
-var notNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
-
-// defaultInventoryName derives an inventory name from the source: gitk8s-
-// and the last element of its path (or URL), then the rendered folder.
-func defaultInventoryName(origin, path string) string {
-	base := strings.TrimSuffix(filepath.Base(strings.TrimRight(origin, "/")), ".git")
-	if abs, err := filepath.Abs(origin); err == nil && (origin == "." || origin == "") {
-		base = filepath.Base(abs)
+	if o.configFile != "" {
+		return o.daemonRequest(ctx, cmd.Flags(), g, src, memory)
 	}
-	name := "gitk8s-" + base
-	if path != "" && path != "." {
-		name += "-" + path
+	settings := reconcile.DefaultSettings()
+	settings.Render = o.src.renderSettings()
+	settings.Namespace = o.namespace
+	settings.Inventory = reconcile.InventorySettings{Name: o.inventory, Namespace: o.inventoryNamespace}
+	settings.Prune = o.prune
+	settings.AllowDestructivePrune = o.allowDestructivePrune
+	settings.PruneTimeout = o.pruneTimeout
+	settings.ForceConflicts = o.forceConflicts
+	if o.concurrency > 0 {
+		settings.Concurrency = o.concurrency
 	}
-	name = strings.Trim(notNameChars.ReplaceAllString(strings.ToLower(name), "-"), "-")
-	if len(name) > 63 {
-		name = strings.TrimRight(name[:63], "-")
+	settings.Wait = wait
+	settings.ClusterTimeout = g.clusterTimeout
+	settings.Policy = o.policy.settings()
+	if errs := settings.Validate(); len(errs) > 0 {
+		return reconcile.Request{}, nil, joinProblems(errs)
 	}
-	return name
-}
-
-// planClusters runs the apply (or plan) against every cluster at once,
-// each with its own deadline. A cluster that is not Ready is skipped, with
-// the reason, and nothing is applied or pruned there; the others go on.
-// KubeFed objects in the bundle are first expanded per cluster.
-func planClusters(ctx context.Context, g *globalOptions, bundle *render.Bundle, opts apply.Options, gate *policy.Config) ([]clusterResult, []federation.Placement, error) {
 	targets, err := g.targets()
 	if err != nil {
-		return nil, nil, err
+		return reconcile.Request{}, nil, err
 	}
-	results := make([]clusterResult, len(targets))
-	probes := make([]cluster.Health, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Go(func() { probes[i] = cluster.Probe(ctx, t) })
+	name := o.syncName
+	if name == "" {
+		name = reconcile.SyncNameOf(src, o.src.path)
 	}
-	wg.Wait()
-
-	objectsFor := map[string][]*render.Object{}
-	var placements []federation.Placement
-	if federation.HasFederated(bundle.Objects) {
-		var clusters []federation.Cluster
-		for i, t := range targets {
-			clusters = append(clusters, federation.Cluster{Name: t.Name, Labels: t.Labels, Ready: probes[i].State == cluster.Ready})
-		}
-		res, err := federation.Expand(bundle.Objects, clusters)
-		if err != nil {
-			return nil, nil, err
-		}
-		objectsFor, placements = res.PerCluster, res.Placements
-	} else {
-		for _, t := range targets {
-			objectsFor[t.Name] = bundle.Objects
-		}
-	}
-
-	for i, t := range targets {
-		results[i].cluster = t.Name
-		if probes[i].State != cluster.Ready {
-			results[i].err = fmt.Errorf("cluster %s (%s) is %s: %s; nothing was applied or pruned there", t.Name, t.Server, probes[i].State, probes[i].Reason)
-			continue
-		}
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, g.clusterTimeout)
-			defer cancel()
-			clusterOpts := opts
-			var gateDone chan struct{}
-			if gate != nil {
-				// The policy gate runs while the plan reads and dry-runs;
-				// the first write waits for it, and a blocked sync writes
-				// nothing.
-				gateDone = make(chan struct{})
-				go func() {
-					defer close(gateDone)
-					results[i].findings = policy.EvaluateIn(&policy.Context{Objects: objectsFor[t.Name], Live: policy.NewLive(cctx, t), DefaultNamespace: t.Namespace}, *gate)
-				}()
-				clusterOpts.BeforeWrite = func(ctx context.Context) error {
-					select {
-					case <-gateDone:
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-					if policy.Blocking(results[i].findings) {
-						return errPolicyBlocked
-					}
-					return nil
-				}
-			}
-			results[i].changeSet, results[i].err = apply.NewManager(t, clusterOpts).Apply(cctx, objectsFor[t.Name])
-			if gateDone != nil {
-				<-gateDone
-				results[i].blocked = policy.Blocking(results[i].findings)
-			}
-		})
-	}
-	wg.Wait()
-	return results, placements, nil
+	req := reconcile.Request{Name: name, Settings: settings, Clusters: reconcile.Clusters(targets), Memory: memory,
+		Source: o.src.opener(src, o.src.path)}
+	return req, func() {}, nil
 }
 
-// errPolicyBlocked stops an apply whose objects break an enforced policy.
-var errPolicyBlocked = errors.New("policy violations: nothing was applied")
+// daemonRequest is the request the daemon builds for the sync --sync of
+// --config, reading SRC (the revision under review) at the sync's path
+// instead of the sync's remote.
+func (o *syncOptions) daemonRequest(ctx context.Context, flags *pflag.FlagSet, g *globalOptions, src string, memory apply.Memory) (reconcile.Request, func(), error) {
+	var conflicting []string
+	for _, name := range settingFlags {
+		if f := flags.Lookup(name); f != nil && f.Changed {
+			conflicting = append(conflicting, "--"+name)
+		}
+	}
+	if len(conflicting) > 0 {
+		return reconcile.Request{}, nil, fmt.Errorf("--config takes every setting and cluster from the daemon's sync, so %s cannot be given with it", strings.Join(conflicting, ", "))
+	}
+	if o.syncName == "" {
+		return reconcile.Request{}, nil, fmt.Errorf("--config needs --sync NAME: the daemon's sync to predict")
+	}
+	cfg, err := daemon.LoadConfig(o.configFile)
+	if err != nil {
+		return reconcile.Request{}, nil, err
+	}
+	s, ok := cfg.Sync(o.syncName)
+	if !ok {
+		var names []string
+		for _, s := range cfg.Syncs {
+			names = append(names, s.Name)
+		}
+		sort.Strings(names)
+		return reconcile.Request{}, nil, fmt.Errorf("%s: no sync named %s; its syncs are %s", o.configFile, o.syncName, strings.Join(names, ", "))
+	}
+	d, err := daemon.New(cfg, daemon.Options{Kubeconfig: g.kubeconfig, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return reconcile.Request{}, nil, err
+	}
+	req, err := d.Request(ctx, s, o.src.opener(src, s.Source.Path))
+	if err != nil {
+		d.Close()
+		return reconcile.Request{}, nil, err
+	}
+	req.Memory = memory
+	return req, d.Close, nil
+}
 
-// clusterResult is one cluster's change set, or why there is none.
-type clusterResult struct {
-	cluster   string
-	changeSet *apply.ChangeSet
-	err       error
-	// findings are the policy gate's; blocked is set when they stopped the sync.
-	findings []policy.Finding
-	blocked  bool
+// opener opens SRC at folder with the source flags.
+func (o *sourceOptions) opener(src, folder string) reconcile.Source {
+	return reconcile.SourceFunc(func(ctx context.Context) (*source.Snapshot, error) {
+		opts, err := o.openOptions()
+		if err != nil {
+			return nil, err
+		}
+		opts.Path = folder
+		return source.Open(ctx, src, opts)
+	})
+}
+
+// joinProblems makes one error of settings problems, one per line.
+func joinProblems(errs []error) error {
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "\n"))
 }

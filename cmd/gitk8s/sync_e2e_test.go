@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 // kubectl runs the control plane's kubectl against the first cluster.
@@ -41,7 +42,7 @@ type syncDir struct {
 
 func newSyncDir(t *testing.T, files map[string]string) *syncDir {
 	t.Helper()
-	return &syncDir{t: t, dir: writeFiles(t, files), inventory: "inv-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())), memory: t.TempDir()}
+	return &syncDir{t: t, dir: testenv.WriteFiles(t, files), inventory: "inv-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())), memory: t.TempDir()}
 }
 
 func (s *syncDir) write(name, content string) {
@@ -177,7 +178,7 @@ stringData:
 // TestDiffAgainstRefNeedsNoCluster compares two revisions of a repository
 // with a kubeconfig that points nowhere.
 func TestDiffAgainstRefNeedsNoCluster(t *testing.T) {
-	dir := writeFiles(t, map[string]string{
+	dir := testenv.WriteFiles(t, map[string]string{
 		"a.yaml": configMap("shop", "a", "one"),
 		"b.yaml": configMap("shop", "b", "gone-soon"),
 	})

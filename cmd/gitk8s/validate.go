@@ -13,6 +13,7 @@ import (
 	"github.com/gitk8s/gitk8s/internal/apiversions"
 	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/policy"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/render"
 )
 
@@ -41,12 +42,12 @@ be read or a cluster not reached.`,
 			default:
 				return failWith(exitError, fmt.Errorf("-o %s: use text, json or sarif", output))
 			}
-			snap, bundle, err := src.load(args[0])
+			snap, bundle, err := src.load(cmd.Context(), args[0])
 			if err != nil {
 				return failWith(exitError, err)
 			}
 			defer snap.Close()
-			cfg, err := pol.config(snap, bundle)
+			cfg, err := reconcile.GateConfig(cmd.Context(), pol.settings(), snap, bundle)
 			if err != nil {
 				return failWith(exitError, err)
 			}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -36,7 +37,7 @@ func (b *lockedBuffer) String() string {
 // files in a new folder are picked up.
 func TestApplyWatch(t *testing.T) {
 	ns := env.Namespace(t)
-	dir := writeFiles(t, map[string]string{"cm.yaml": configMap(ns, "live", "one")})
+	dir := testenv.WriteFiles(t, map[string]string{"cm.yaml": configMap(ns, "live", "one")})
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr lockedBuffer

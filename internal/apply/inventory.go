@@ -61,7 +61,12 @@ type member struct {
 
 // readInventory reads the parent Secret; a missing one is an empty inventory.
 func (m *Manager) readInventory(ctx context.Context) (*inventory, error) {
-	o := m.opts.Inventory
+	return m.readParent(ctx, m.opts.Inventory.Name, m.opts.Inventory.Namespace)
+}
+
+// readParent reads the ApplySet parent Secret namespace/name.
+func (m *Manager) readParent(ctx context.Context, name, namespace string) (*inventory, error) {
+	o := InventoryOptions{Name: name, Namespace: namespace}
 	inv := &inventory{name: o.Name, namespace: o.Namespace, id: ApplySetID(o.Name, o.Namespace),
 		groupKinds: map[schema.GroupKind]bool{}, namespaces: map[string]bool{}}
 	parent, err := m.target.Metadata.Resource(secretsGVR).Namespace(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})

@@ -93,6 +93,8 @@ type run struct {
 	cleared bool
 	// prunes are the inventory members no longer rendered.
 	prunes []*pruneItem
+	// adopted are the earlier inventories this run takes over.
+	adopted []*adoptedInventory
 }
 
 // Apply plans and applies objects, then prunes when asked to.
@@ -125,9 +127,13 @@ func (m *Manager) Apply(ctx context.Context, objects []*render.Object) (*ChangeS
 		for _, o := range objects {
 			kinds[o.Object.GroupVersionKind().GroupKind()] = true
 		}
+		if err := r.readAdopted(ctx, kinds); err != nil {
+			return nil, err
+		}
 		if r.members, err = m.listMembers(ctx, inv, kinds); err != nil {
 			return nil, err
 		}
+		r.mergeAdopted()
 		if m.opts.Memory != nil {
 			if r.remembered, err = m.opts.Memory.Load(r.memoryKey()); err != nil {
 				return nil, fmt.Errorf("load applied-state memory: %w", err)
@@ -165,6 +171,11 @@ func (m *Manager) Apply(ctx context.Context, objects []*render.Object) (*ChangeS
 	}
 	if m.opts.Prune {
 		if err := r.prune(ctx); err != nil {
+			return r.cs, err
+		}
+	}
+	if !r.cs.Failed() {
+		if err := r.finishAdoption(ctx); err != nil {
 			return r.cs, err
 		}
 	}

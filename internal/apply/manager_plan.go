@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/object"
 
 	"github.com/gitk8s/gitk8s/internal/apiversions"
+	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/render"
 )
@@ -362,7 +363,7 @@ func (r *run) planOne(ctx context.Context, it *item) error {
 	if apierrors.IsConflict(err) {
 		it.entry.Conflicts = conflictsOf(err)
 		if !r.opts.ForceConflicts {
-			r.fail(it, fmt.Errorf("fields owned by other managers: %s; let Git win with --force-conflicts, or remove the fields from the manifest", describeConflicts(it.entry.Conflicts)))
+			r.fail(it, fmt.Errorf("fields owned by other managers: %s; let Git win with forceConflicts (--force-conflicts on the command line), or remove the fields from the manifest", describeConflicts(it.entry.Conflicts)))
 			return nil
 		}
 		result, err = r.serverSideApply(ctx, ri, it, true, true)
@@ -371,7 +372,7 @@ func (r *run) planOne(ctx context.Context, it *item) error {
 		return r.planInvalid(ctx, it, err)
 	}
 	if err != nil {
-		if isClusterDown(err) {
+		if cluster.IsUnavailable(err) {
 			return fmt.Errorf("cluster %s: dry-run %s: %w", r.target.Name, it.entry.Ref, err)
 		}
 		r.fail(it, fmt.Errorf("dry-run failed: %w", err))
@@ -386,7 +387,7 @@ func (r *run) planOne(ctx context.Context, it *item) error {
 	}
 	live, err := ri.Get(ctx, it.obj.GetName(), metav1.GetOptions{})
 	if err != nil {
-		if isClusterDown(err) {
+		if cluster.IsUnavailable(err) {
 			return fmt.Errorf("cluster %s: read %s: %w", r.target.Name, it.entry.Ref, err)
 		}
 		r.fail(it, fmt.Errorf("read failed: %w", err))
@@ -446,7 +447,7 @@ func (r *run) validAsNew(ctx context.Context, it *item) (bool, error) {
 		return false, err
 	}
 	_, err = r.serverSideApply(ctx, r.resourceFor(probe), probe, true, true)
-	if err != nil && isClusterDown(err) {
+	if err != nil && cluster.IsUnavailable(err) {
 		return false, fmt.Errorf("cluster %s: dry-run %s: %w", r.target.Name, it.entry.Ref, err)
 	}
 	return err == nil, nil

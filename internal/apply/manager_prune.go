@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/render"
 )
 
@@ -86,9 +87,9 @@ func (r *run) planPrune() {
 	var refusal error
 	switch {
 	case len(destructive) > 0:
-		refusal = fmt.Errorf("prune refused: it would delete %v, which deletes data or everything inside; allow it with --allow-destructive-prune, or keep the objects with the annotation %s: disabled", destructive, AnnotationPrune)
+		refusal = fmt.Errorf("prune refused: it would delete %v, which deletes data or everything inside; allow destructive prunes for this sync (allowDestructivePrune in a daemon sync, --allow-destructive-prune on the command line), or keep the objects with the annotation %s: disabled", destructive, AnnotationPrune)
 	case float64(len(deleting)) > r.opts.MaxPruneShare*float64(len(r.members)):
-		refusal = fmt.Errorf("prune refused: it would delete %d of the %d objects in the inventory, more than %.0f%%; if the repository really lost them, allow it with --allow-destructive-prune", len(deleting), len(r.members), 100*r.opts.MaxPruneShare)
+		refusal = fmt.Errorf("prune refused: it would delete %d of the %d objects in the inventory, more than %.0f%%; if the repository really lost them, allow destructive prunes for this sync (allowDestructivePrune in a daemon sync, --allow-destructive-prune on the command line)", len(deleting), len(r.members), 100*r.opts.MaxPruneShare)
 	}
 	if refusal != nil {
 		r.cs.PruneRefused = refusal
@@ -121,7 +122,7 @@ func (r *run) prune(ctx context.Context) error {
 				switch {
 				case err == nil:
 					p.gone = true
-				case isClusterDown(err):
+				case cluster.IsUnavailable(err):
 					return fmt.Errorf("cluster %s: prune %s: %w", r.target.Name, p.entry.Ref, err)
 				default:
 					p.entry.Action = Failed

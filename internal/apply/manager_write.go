@@ -2,10 +2,7 @@ package apply
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"sort"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/health"
 	"github.com/gitk8s/gitk8s/internal/render"
@@ -113,7 +111,7 @@ func (r *run) write(ctx context.Context, items []*item) error {
 		g.Go(func() error {
 			if it.recreate {
 				if err := r.deleteAndWait(gctx, it); err != nil {
-					if isClusterDown(err) {
+					if cluster.IsUnavailable(err) {
 						return err
 					}
 					r.fail(it, fmt.Errorf("recreate: %w", err))
@@ -124,7 +122,7 @@ func (r *run) write(ctx context.Context, items []*item) error {
 			result, err := r.serverSideApply(gctx, r.resourceFor(it), it, false, r.opts.ForceConflicts)
 			it.written = true
 			if err != nil {
-				if isClusterDown(err) {
+				if cluster.IsUnavailable(err) {
 					return fmt.Errorf("cluster %s: apply %s: %w", r.target.Name, it.entry.Ref, err)
 				}
 				r.fail(it, fmt.Errorf("apply failed: %w", err))
@@ -162,7 +160,7 @@ func (r *run) ensureParent(ctx context.Context) error {
 	for ns := range r.inv.namespaces {
 		namespaces[ns] = true
 	}
-	changed := !r.inv.exists
+	changed := !r.inv.exists || len(r.adopted) > 0
 	for _, it := range r.items {
 		if it.entry.Action == Failed {
 			continue
@@ -275,18 +273,6 @@ type redacted struct {
 
 func (e redacted) Error() string { return e.text }
 func (e redacted) Unwrap() error { return e.err }
-
-// isClusterDown tells errors that mean the cluster could not be reached
-// (rather than that it refused one object) by their type, never their text.
-func isClusterDown(err error) bool {
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		return apierrors.IsServiceUnavailable(err) || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err)
-	}
-	var netErr net.Error
-	var urlErr *url.Error
-	return errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.Is(err, context.DeadlineExceeded)
-}
 
 func conditionTrue(u *unstructured.Unstructured, condType string) bool {
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")

@@ -72,6 +72,12 @@ type Options struct {
 type InventoryOptions struct {
 	Name      string
 	Namespace string
+	// Adopt names earlier parents in the same namespace whose members this
+	// inventory takes over. Their members are planned (and pruned) as
+	// members of this one; after an apply without failures, those still
+	// there are labelled as this inventory's and the earlier parent is
+	// deleted.
+	Adopt []string
 }
 
 // DefaultInventoryNamespace holds inventories unless told otherwise.

@@ -20,6 +20,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	"github.com/gitk8s/gitk8s/test/bench"
 )
 
@@ -28,7 +29,7 @@ import (
 // change in the 1,000-object workload; and the cost of an interval tick of
 // ten syncs when nothing moved.
 func BenchmarkWebhookToApplied(b *testing.B) {
-	srv := newGitServer(b)
+	srv := testenv.NewGitServer(b)
 	work := b.TempDir()
 	bench.WriteWorkload(b, work, 0)
 	files := map[string]string{}
@@ -37,17 +38,17 @@ func BenchmarkWebhookToApplied(b *testing.B) {
 		data, _ := os.ReadFile(filepath.Join(work, e.Name()))
 		files[e.Name()] = string(data)
 	}
-	srv.commit(b, files)
+	srv.Commit(b, files)
 	secret := filepath.Join(b.TempDir(), "secret")
 	_ = os.WriteFile(secret, []byte("bench-secret"), 0o600)
 	var syncs bytes.Buffer
-	fmt.Fprintf(&syncs, "- name: s0\n  source: {url: %s, ref: {branch: main}, interval: 1h}\n  clusters: [local]\n", srv.url)
+	fmt.Fprintf(&syncs, "- name: s0\n  source: {url: %s, ref: {branch: main}, interval: 1h}\n  clusters: [local]\n", srv.URL)
 	// Nine more syncs, each of a small repository of its own, for the
 	// tick; suspended until then.
 	for i := 1; i < 10; i++ {
-		small := newGitServer(b)
-		small.commit(b, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tick-%d, namespace: default}\ndata: {a: b}\n", i)})
-		fmt.Fprintf(&syncs, "- name: s%d\n  source: {url: %s, ref: {branch: main}, interval: 1h}\n  clusters: [local]\n  suspend: true\n", i, small.url)
+		small := testenv.NewGitServer(b)
+		small.Commit(b, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tick-%d, namespace: default}\ndata: {a: b}\n", i)})
+		fmt.Fprintf(&syncs, "- name: s%d\n  source: {url: %s, ref: {branch: main}, interval: 1h}\n  clusters: [local]\n  suspend: true\n", i, small.URL)
 	}
 	cfg, err := LoadConfig(writeConfigB(b, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
@@ -105,8 +106,8 @@ syncs:
 data: {version: "`+current+`"`, `name: config-0, namespace: bench-00}
 data: {version: "`+version+`"`, 1)
 		current = version
-		srv.commit(b, map[string]string{"bench-00.yaml": files["bench-00.yaml"]})
-		body := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, srv.url))
+		srv.Commit(b, map[string]string{"bench-00.yaml": files["bench-00.yaml"]})
+		body := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, srv.URL))
 		mac := hmac.New(sha256.New, []byte("bench-secret"))
 		mac.Write(body)
 		req, _ := http.NewRequest(http.MethodPost, hook.URL+"/hooks/push", bytes.NewReader(body))
@@ -132,7 +133,7 @@ data: {version: "`+version+`"`, 1)
 			b.Fatal(err)
 		}
 	}
-	srv.take()
+	srv.Take()
 	tickStart := time.Now()
 	for i := range 10 {
 		if err := d.Reconcile(ctx, cfg.Syncs[i]); err != nil {
@@ -140,7 +141,7 @@ data: {version: "`+version+`"`, 1)
 		}
 	}
 	tick := time.Since(tickStart)
-	requests := len(srv.take()) // the big repository's server: one advertisement
+	requests := len(srv.Take()) // the big repository's server: one advertisement
 	fmt.Printf("\nwebhook to applied, 1 of 1,000 objects changed: median %s (min %s, max %s, %d pushes)\n", median.Round(time.Millisecond), latencies[0].Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond), len(latencies))
 	fmt.Printf("interval tick of 10 unchanged syncs: %s in all (one ref advertisement each; %d request to the 1,000-object repository)\n", tick.Round(time.Millisecond), requests)
 	b.ReportMetric(float64(median.Milliseconds()), "webhook-to-applied-ms")

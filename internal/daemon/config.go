@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -106,8 +105,26 @@ type SyncConfig struct {
 	ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
 	// Namespace is the default for namespaced objects without one.
 	Namespace string `json:"namespace,omitempty"`
-	Prune     bool   `json:"prune,omitempty"`
-	Wait      struct {
+	// Inventory names the ApplySet parent Secret (default gitk8s-<name>
+	// in gitk8s-system).
+	Inventory InventoryConfig `json:"inventory,omitempty"`
+	// Prune deletes objects of the inventory that are no longer rendered.
+	Prune bool `json:"prune,omitempty"`
+	// AllowDestructivePrune lets a prune delete Namespaces, CRDs,
+	// PersistentVolumes and claims, or more than half of the inventory.
+	AllowDestructivePrune bool `json:"allowDestructivePrune,omitempty"`
+	// PruneTimeout bounds the wait for each pruned object to be gone
+	// (default 1m).
+	PruneTimeout Duration `json:"pruneTimeout,omitempty"`
+	// ForceConflicts takes over fields other field managers own, each
+	// reported (default true); false makes them errors.
+	ForceConflicts *bool `json:"forceConflicts,omitempty"`
+	// RequestConcurrency bounds requests in flight per cluster (default 16).
+	RequestConcurrency int `json:"requestConcurrency,omitempty"`
+	// ClusterTimeout is the deadline of each cluster's part of a
+	// reconcile (default 10m).
+	ClusterTimeout Duration `json:"clusterTimeout,omitempty"`
+	Wait           struct {
 		Timeout Duration `json:"timeout,omitempty"`
 	} `json:"wait,omitempty"`
 	// Suspend stops reconciling the sync until it is set false again.
@@ -120,9 +137,18 @@ type SyncConfig struct {
 	Policies *PoliciesConfig `json:"policies,omitempty"`
 }
 
+// InventoryConfig names a sync's ApplySet parent Secret.
+type InventoryConfig struct {
+	Name      string `json:"name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
 // PoliciesConfig is a sync's policy gate, as the CLI's --policy flags set
 // it for one run (docs/policies.md).
 type PoliciesConfig struct {
+	// Skip turns the gate off: no built-in rule and no admission policy
+	// runs (the CLI's --no-policy).
+	Skip bool `json:"skip,omitempty"`
 	// Builtin is the mode of the built-in rules that Modes does not name:
 	// enforce (default), warn or off.
 	Builtin PolicyMode `json:"builtin,omitempty"`
@@ -184,6 +210,24 @@ type SourceConfig struct {
 	Interval Duration `json:"interval,omitempty"`
 	// Auth holds the remote's credentials.
 	Auth *SourceAuth `json:"auth,omitempty"`
+	// AllowRemoteBases lets kustomizations load bases from remote
+	// repositories and URLs.
+	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`
+	// Jsonnet are the inputs of jsonnet evaluation.
+	Jsonnet *JsonnetConfig `json:"jsonnet,omitempty"`
+}
+
+// JsonnetConfig are a sync's jsonnet inputs, as the CLI's --jsonnet-entry,
+// --tla, --ext-str and --jsonnet-lib flags give them.
+type JsonnetConfig struct {
+	// Entry is the one .jsonnet file (relative to path) to evaluate
+	// instead of every one.
+	Entry string `json:"entry,omitempty"`
+	// TLAs are top-level arguments, ExtVars external variables, as strings.
+	TLAs    map[string]string `json:"tlas,omitempty"`
+	ExtVars map[string]string `json:"extVars,omitempty"`
+	// Libs are library folders inside the source.
+	Libs []string `json:"libs,omitempty"`
 }
 
 // SourceAuth says where a remote's credentials are: a Secret in the home
@@ -341,18 +385,8 @@ func (c *Config) validate() []error {
 				bad("%s: clusterSelector: %v", where, err)
 			}
 		}
-		if _, perrs := s.Policies.settings().Config(); len(perrs) > 0 {
-			for _, err := range perrs {
-				bad("%s: policies: %v", where, err)
-			}
-		}
-		if s.Policies != nil {
-			for _, dir := range s.Policies.Dirs {
-				clean := path.Clean(dir)
-				if dir == "" || path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
-					bad("%s: policies: dirs: %q must be a folder inside the repository", where, dir)
-				}
-			}
+		for _, err := range s.Settings().Validate() {
+			bad("%s: %v", where, err)
 		}
 	}
 	if len(c.Syncs) == 0 {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -14,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -22,10 +20,7 @@ import (
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
-	"github.com/gitk8s/gitk8s/internal/diff"
-	"github.com/gitk8s/gitk8s/internal/federation"
-	"github.com/gitk8s/gitk8s/internal/policy"
-	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/source"
 )
 
@@ -326,270 +321,133 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 	log = log.With("revision", rev)
 	result = "applied"
 	d.setReconciling(s.Name, rev)
-	fetchStart := time.Now()
-	snap, _, err := d.fetcher.Fetch(ctx, remote)
-	d.metrics.gitFetch.Observe(time.Since(fetchStart).Seconds())
-	if err != nil {
-		d.record(s.Name, rev, ReasonSourceUnavailable, err, nil)
-		return err
-	}
-	defer snap.Close()
-	bundle, err := render.Render(render.Options{Root: snap.Root, Path: snap.Path})
-	if err != nil {
-		log.Warn("render failed", "error", err)
-		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
-		return err
-	}
-	log.Info("rendered", "objects", len(bundle.Objects))
-	// Every text this reconcile shows people (status, logs, events) passes
-	// through one Masker that knows every Secret value of the bundle, the
-	// same one the apply masks diffs and the API server's errors with.
-	masker := diff.NewMasker()
-	for _, o := range bundle.Objects {
-		masker.Learn(o.Object)
-	}
-	clusters, err := d.clustersOf(s)
+	src := reconcile.SourceFunc(func(ctx context.Context) (*source.Snapshot, error) {
+		fetchStart := time.Now()
+		snap, _, err := d.fetcher.Fetch(ctx, remote)
+		d.metrics.gitFetch.Observe(time.Since(fetchStart).Seconds())
+		return snap, err
+	})
+	req, err := d.Request(ctx, s, src)
 	if err != nil {
 		d.record(s.Name, rev, ReasonPlanFailed, err, nil)
 		return err
 	}
-	objectsFor := map[string][]*render.Object{}
-	if federation.HasFederated(bundle.Objects) {
-		var members []federation.Cluster
-		for _, c := range clusters {
-			members = append(members, federation.Cluster{Name: c.Name, Labels: c.Labels, Ready: true})
-		}
-		res, err := federation.Expand(bundle.Objects, members)
-		if err != nil {
-			err = redact(masker, err)
-			d.record(s.Name, rev, ReasonRenderFailed, err, nil)
-			return err
-		}
-		objectsFor = res.PerCluster
-		// Federated Secrets become Secrets only here, with their
-		// per-cluster overrides: the Masker learns them before any text
-		// (policy findings, errors) is shown.
-		for _, objects := range objectsFor {
-			for _, o := range objects {
-				masker.Learn(o.Object)
-			}
-		}
-	} else {
-		for _, c := range clusters {
-			objectsFor[c.Name] = bundle.Objects
-		}
+	req.Hooks = d.hooks(ctx, s.Name, req.Settings.InventoryOf(s.Name), rev, log)
+	res := reconcile.Run(ctx, req)
+	if res.Reason == reconcile.RenderFailed || res.Reason == reconcile.SourceUnavailable {
+		log.Warn("nothing applied", "reason", res.Reason, "error", res.Err)
+		d.record(s.Name, rev, string(res.Reason), res.Err, nil)
+		return res.Err
 	}
-	var admission *policy.AdmissionPolicies
-	if s.Policies != nil && len(s.Policies.Dirs) > 0 {
-		admission, err = policy.LoadAdmissionDirs(snap.Root, snap.Path, s.Policies.Dirs, bundle.Objects)
-	} else {
-		admission, err = policy.LoadAdmission(snap.Root, snap.Path, bundle.Objects)
-	}
-	if err != nil {
-		err = redact(masker, err)
-		d.record(s.Name, rev, ReasonRenderFailed, err, nil)
-		return err
-	}
-
-	results := make([]clusterOutcome, len(clusters))
-	var wg sync.WaitGroup
-	for i, c := range clusters {
-		wg.Go(func() {
-			t, err := d.target(ctx, c)
-			if err != nil {
-				log.Warn("cluster unavailable", "cluster", c.Name, "error", err)
-				results[i] = clusterOutcome{reason: ReasonClusterUnavailable, err: err}
-				return
-			}
-			results[i] = d.syncCluster(ctx, s, t, objectsFor[c.Name], admission, masker, log)
-			d.announce(ctx, s.Name, rev, t, results[i], masker)
-		})
-	}
-	wg.Wait()
-	reason, errs := ReasonSucceeded, []error(nil)
 	counts := map[string]int{}
 	var unhealthy []string
-	for _, r := range results {
-		for k, v := range r.counts {
-			counts[k] += v
+	for _, c := range res.Clusters {
+		for a, n := range c.Counts() {
+			counts[string(a)] += n
 		}
-		unhealthy = append(unhealthy, r.unhealthy...)
-		if r.err != nil {
-			errs = append(errs, r.err)
-			if reason == ReasonSucceeded || r.reason == ReasonClusterUnavailable {
-				reason = r.reason
-			}
-		}
+		unhealthy = append(unhealthy, unhealthyOf(&c)...)
 	}
-	for i, u := range unhealthy {
-		unhealthy[i] = masker.Redact(u)
-	}
-	err = redact(masker, errors.Join(errs...))
-	d.record(s.Name, rev, reason, err, &SyncStatus{Counts: counts, Unhealthy: unhealthy})
+	d.record(s.Name, rev, string(res.Reason), res.Err, &SyncStatus{Counts: counts, Unhealthy: unhealthy, Federated: federatedStatus(res)})
 	for action, n := range counts {
 		d.metrics.objects.WithLabelValues(s.Name, action).Add(float64(n))
 	}
-	if err == nil {
-		d.metrics.appliedRev.DeletePartialMatch(map[string]string{"sync": s.Name})
-		d.metrics.appliedRev.WithLabelValues(s.Name, rev).Set(1)
+	if res.Err != nil {
+		log.Warn("sync failed", "reason", res.Reason, "error", res.Err)
+		return res.Err
 	}
-	if err != nil {
-		log.Warn("sync failed", "reason", reason, "error", err)
-		return err
-	}
+	d.metrics.appliedRev.DeletePartialMatch(map[string]string{"sync": s.Name})
+	d.metrics.appliedRev.WithLabelValues(s.Name, rev).Set(1)
 	log.Info("synced", "counts", counts)
 	return nil
 }
 
-// clusterOutcome is one cluster's part of a reconcile.
-type clusterOutcome struct {
-	reason    string
-	err       error
-	counts    map[string]int
-	unhealthy []string
-	// applied is set when the apply ran to its end without a failure.
-	applied bool
-	// pruned names the objects the apply deleted.
-	pruned []string
+// hooks are what the daemon does while a reconcile runs: log its steps,
+// count findings, mark applies for the drift watches, start the watches
+// of what was applied, and record events on each cluster's ApplySet
+// parent.
+func (d *Daemon) hooks(ctx context.Context, syncName string, inventory apply.InventoryOptions, rev string, log *slog.Logger) reconcile.Hooks {
+	return reconcile.Hooks{
+		Rendered: func(n int) { log.Info("rendered", "objects", n) },
+		Applying: func(clusterName string) func() { return d.applying(syncName, clusterName) },
+		ClusterDone: func(t *cluster.Target, r *reconcile.ClusterResult) {
+			log := log.With("cluster", r.Name)
+			for _, w := range r.Warnings {
+				log.Warn(w)
+			}
+			for _, f := range r.Findings {
+				d.metrics.policyFindings.WithLabelValues(f.Rule, string(f.Severity)).Inc()
+			}
+			switch r.Reason {
+			case reconcile.ClusterUnavailable:
+				log.Warn("cluster unavailable", "error", r.Err)
+				return
+			case reconcile.PolicyViolation:
+				log.Warn("policy violations", "error", r.Err)
+			default:
+				log.Info("policy gate passed", "warnings", len(r.Findings))
+			}
+			if t == nil {
+				return
+			}
+			if cs := r.ChangeSet; cs != nil && !r.Stopped && r.Reason != reconcile.PolicyViolation {
+				log.Info("applied", "counts", cs.Count())
+				if cs.InventoryID != "" {
+					d.watchDrift(d.watchContext(ctx), syncName, t, cs.InventoryID, resourcesOf(cs))
+				}
+			}
+			d.announce(ctx, inventory, rev, t, r)
+		},
+	}
 }
 
-func (d *Daemon) syncCluster(ctx context.Context, s SyncConfig, t *cluster.Target, objects []*render.Object, admission *policy.AdmissionPolicies, masker *diff.Masker, log *slog.Logger) clusterOutcome {
-	log = log.With("cluster", t.Name)
-	if h := cluster.Probe(ctx, t); h.State != cluster.Ready {
-		return clusterOutcome{reason: ReasonClusterUnavailable, err: fmt.Errorf("cluster %s is %s: %s", t.Name, h.State, h.Reason)}
+// watchContext is the context drift watches of the current term run in.
+func (d *Daemon) watchContext(fallback context.Context) context.Context {
+	if p := d.runCtx.Load(); p != nil {
+		return *p
 	}
-	target := *t
-	if s.Namespace != "" {
-		target.Namespace = s.Namespace
-	}
-	// The configuration was checked at load, so the settings are valid.
-	gate, _ := s.Policies.settings().Config()
-	gate.Admission = admission
-	live := policy.NewLive(ctx, &target)
-	findings := policy.EvaluateIn(&policy.Context{Objects: objects, Live: live, DefaultNamespace: target.Namespace}, gate)
-	if err := live.Err(); err != nil {
-		log.Warn("policy checks could not read the cluster", "error", err)
-	}
-	for _, f := range findings {
-		d.metrics.policyFindings.WithLabelValues(f.Rule, string(f.Severity)).Inc()
-	}
-	if policy.Blocking(findings) {
-		var msgs []string
-		for _, f := range findings {
-			if f.Severity == policy.Error {
-				msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s: %s", f.File, f.Line, f.Rule, f.Object, f.Message))
-			}
-		}
-		log.Warn("policy violations", "count", len(msgs))
-		return clusterOutcome{reason: ReasonPolicyViolation, err: fmt.Errorf("cluster %s: policy violations, nothing applied: %v", t.Name, msgs)}
-	}
-	log.Info("policy gate passed", "warnings", len(findings))
-	opts := apply.DefaultOptions()
-	opts.Inventory = apply.InventoryOptions{Name: inventoryName(s.Name), Namespace: apply.DefaultInventoryNamespace}
-	opts.Prune = s.Prune
-	opts.Wait = s.Wait.Timeout.Duration
-	opts.Memory = d.memory
-	opts.Masker = masker
-	applied := d.applying(s.Name, t.Name)
-	cs, err := apply.NewManager(&target, opts).Apply(ctx, objects)
-	applied()
-	if err != nil {
-		return failedApply(t, cs, err)
-	}
-	log.Info("applied", "counts", cs.Count())
-	if cs.InventoryID != "" {
-		seen := map[schema.GroupVersionResource]bool{}
-		var resources []schema.GroupVersionResource
-		for _, e := range cs.Entries {
-			if e.GVR.Resource != "" && !seen[e.GVR] {
-				seen[e.GVR] = true
-				resources = append(resources, e.GVR)
-			}
-		}
-		watchCtx := ctx
-		if p := d.runCtx.Load(); p != nil {
-			watchCtx = *p
-		}
-		d.watchDrift(watchCtx, s.Name, t, cs.InventoryID, resources)
-	}
-	out := clusterOutcome{counts: map[string]int{}}
-	for a, n := range cs.Count() {
-		out.counts[string(a)] += n
-	}
+	return fallback
+}
+
+// resourcesOf lists the resources of a change set's objects, once each.
+func resourcesOf(cs *apply.ChangeSet) []schema.GroupVersionResource {
+	seen := map[schema.GroupVersionResource]bool{}
+	var resources []schema.GroupVersionResource
 	for _, e := range cs.Entries {
-		if e.Health != "" && e.Health != "Current" {
-			out.unhealthy = append(out.unhealthy, t.Name+": "+e.Ref+": "+e.HealthMessage)
-		}
-		if e.Action == apply.Pruned {
-			out.pruned = append(out.pruned, e.Ref)
+		if e.GVR.Resource != "" && !seen[e.GVR] {
+			seen[e.GVR] = true
+			resources = append(resources, e.GVR)
 		}
 	}
-	switch {
-	case cs.PruneRefused != nil:
-		out.reason, out.err = ReasonPruneRefused, cs.PruneRefused
-	case cs.UnhealthyWave != nil:
-		out.reason, out.err = ReasonHealthCheckFailed, fmt.Errorf("cluster %s: wave %d is not healthy", t.Name, *cs.UnhealthyWave)
-	case cs.Failed():
-		out.reason, out.err = ReasonApplyFailed, errors.Join(cs.Errors()...)
-		if !wrote(cs) {
-			out.reason = ReasonPlanFailed // refused by the dry-run: nothing written
-		}
-	default:
-		out.applied = true
-	}
-	return out
+	return resources
 }
 
-// failedApply is the outcome of an apply that ended in an error: the
-// cluster stopped answering (ClusterUnavailable), or the plan failed before
-// anything was written (PlanFailed), or after some writes (ApplyFailed,
-// with what was done counted).
-func failedApply(t *cluster.Target, cs *apply.ChangeSet, err error) clusterOutcome {
-	out := clusterOutcome{reason: ReasonPlanFailed, err: fmt.Errorf("cluster %s: %w", t.Name, err), counts: map[string]int{}}
-	if cs != nil {
-		for a, n := range cs.Count() {
-			out.counts[string(a)] += n
-		}
-		if wrote(cs) {
-			out.reason = ReasonApplyFailed
-		}
-	}
-	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) || errors.Is(err, context.DeadlineExceeded) {
-		out.reason = ReasonClusterUnavailable
-	}
-	return out
-}
-
-// wrote reports whether an apply wrote anything to the cluster.
-func wrote(cs *apply.ChangeSet) bool {
-	for a, n := range cs.Count() {
-		switch a {
-		case apply.Created, apply.Configured, apply.Recreated, apply.Pruned:
-			if n > 0 {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// redact masks, in an error's text, every Secret value the Masker knows.
-func redact(m *diff.Masker, err error) error {
-	if err == nil {
+// unhealthyOf names a cluster's objects that are not healthy, with why.
+func unhealthyOf(r *reconcile.ClusterResult) []string {
+	if r.ChangeSet == nil {
 		return nil
 	}
-	return maskedError{err: err, text: m.Redact(err.Error())}
+	var out []string
+	for _, e := range r.ChangeSet.Entries {
+		if e.Health != "" && e.Health != "Current" {
+			out = append(out, r.Name+": "+e.Ref+": "+e.HealthMessage)
+		}
+	}
+	return out
 }
 
-// maskedError is an error whose text had Secret values masked; it unwraps
-// to the original, so errors.Is and As still see what happened.
-type maskedError struct {
-	err  error
-	text string
+// prunedOf names the objects a cluster's apply deleted.
+func prunedOf(r *reconcile.ClusterResult) []string {
+	if r.ChangeSet == nil {
+		return nil
+	}
+	var out []string
+	for _, e := range r.ChangeSet.Entries {
+		if e.Action == apply.Pruned {
+			out = append(out, e.Ref)
+		}
+	}
+	return out
 }
-
-func (e maskedError) Error() string { return e.text }
-func (e maskedError) Unwrap() error { return e.err }
 
 // clustersOf picks a sync's clusters.
 func (d *Daemon) clustersOf(s SyncConfig) ([]ClusterConfig, error) {

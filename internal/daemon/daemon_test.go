@@ -7,10 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cgi"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,80 +24,6 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) { testenv.Main(m, &env, 1) }
-
-func git(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.test"}, args...)...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// gitServer serves a bare repository over HTTP with git http-backend and
-// counts the requests. With a password set it is private: HTTP basic auth.
-type gitServer struct {
-	url, work          string
-	mu                 sync.Mutex
-	requests           []string
-	username, password string
-}
-
-// requireAuth makes the repository private, or changes its password.
-func (s *gitServer) requireAuth(username, password string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.username, s.password = username, password
-}
-
-func newGitServer(t testing.TB) *gitServer {
-	root, work := t.TempDir(), t.TempDir()
-	git(t, root, "init", "-q", "--bare", "-b", "main", "repo.git")
-	git(t, work, "init", "-q", "-b", "main")
-	git(t, work, "remote", "add", "origin", filepath.Join(root, "repo.git"))
-	s := &gitServer{work: work}
-	backend := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Root: "/", Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.requests = append(s.requests, r.Method+" "+r.URL.Path)
-		wantUser, wantPass := s.username, s.password
-		s.mu.Unlock()
-		if wantPass != "" {
-			user, pass, ok := r.BasicAuth()
-			if !ok || user != wantUser || pass != wantPass {
-				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
-				return
-			}
-		}
-		backend.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	s.url = srv.URL + "/repo.git"
-	return s
-}
-
-func (s *gitServer) commit(t testing.TB, files map[string]string) string {
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(s.work, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	git(t, s.work, "add", "-A")
-	git(t, s.work, "commit", "-q", "-m", "change")
-	git(t, s.work, "push", "-q", "-f", "origin", "main")
-	return git(t, s.work, "rev-parse", "HEAD")
-}
-
-func (s *gitServer) take() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.requests
-	s.requests = nil
-	return r
-}
 
 func writeConfig(t *testing.T, content string) string {
 	t.Helper()
@@ -154,8 +78,8 @@ func TestDaemonFollowsGit(t *testing.T) {
 	cm := func(value string) string {
 		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: %s}\ndata: {value: %q}\n", ns, value)
 	}
-	srv := newGitServer(t)
-	first := srv.commit(t, map[string]string{"cm.yaml": cm("one")})
+	srv := testenv.NewGitServer(t)
+	first := srv.Commit(t, map[string]string{"cm.yaml": cm("one")})
 	cfg, err := LoadConfig(writeConfig(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
@@ -165,7 +89,7 @@ syncs:
   source: {url: %s, ref: {branch: main}, interval: 1s}
   clusters: [local]
   prune: true
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url)))
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,19 +125,19 @@ syncs:
 	}
 
 	// Nothing moved: a tick costs one ref advertisement.
-	srv.take()
+	srv.Take()
 	time.Sleep(2500 * time.Millisecond)
-	for _, r := range srv.take() {
+	for _, r := range srv.Take() {
 		if r != "GET /repo.git/info/refs" {
 			t.Errorf("an unchanged remote cost %s", r)
 		}
 	}
 
-	second := srv.commit(t, map[string]string{"cm.yaml": cm("two")})
+	second := srv.Commit(t, map[string]string{"cm.yaml": cm("two")})
 	eventually("the new commit applied", func() bool { return value() == "two" && status().LastAppliedRevision == second })
 
 	// A broken commit: reported, and the last good revision stays applied.
-	broken := srv.commit(t, map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n"})
+	broken := srv.Commit(t, map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n"})
 	eventually("the broken commit reported", func() bool {
 		st := status()
 		return st.LastAttemptedRevision == broken && st.Condition("Ready").Reason == ReasonRenderFailed
@@ -251,7 +175,7 @@ syncs:
 	// before the next interval would come (the interval here is 1 s, but
 	// the sync is broken, so only drift brings a reconcile of the last
 	// good revision… which the broken commit blocks). So fix Git first.
-	third := srv.commit(t, map[string]string{"cm.yaml": cm("three")})
+	third := srv.Commit(t, map[string]string{"cm.yaml": cm("three")})
 	if !d.Trigger("settings-" + ns) {
 		t.Fatal("no such sync")
 	}
@@ -267,7 +191,7 @@ syncs:
 	eventually("the deleted object re-created", func() bool { return value() == "three" })
 
 	// A trigger reconciles at once.
-	srv.commit(t, map[string]string{"cm.yaml": cm("four")})
+	srv.Commit(t, map[string]string{"cm.yaml": cm("four")})
 	if !d.Trigger("settings-" + ns) {
 		t.Fatal("no such sync")
 	}
@@ -276,7 +200,7 @@ syncs:
 	// gitk8s's own writes are not drift: a change it applies is counted
 	// neither while it applies nor once it has settled.
 	drifted := status().DriftedObjects
-	fifth := srv.commit(t, map[string]string{"cm.yaml": cm("five")})
+	fifth := srv.Commit(t, map[string]string{"cm.yaml": cm("five")})
 	d.Trigger("settings-" + ns)
 	eventually("the fifth commit applied", func() bool { return value() == "five" && status().LastAppliedRevision == fifth })
 	time.Sleep(2 * settleAfterApply)
@@ -328,8 +252,8 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // though Git has not moved, and heals what changed while it did not run.
 func TestSecondTermWatchesDrift(t *testing.T) {
 	ns := env.Namespace(t)
-	srv := newGitServer(t)
-	srv.commit(t, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: terms, namespace: %s}\ndata: {value: git}\n", ns)})
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: terms, namespace: %s}\ndata: {value: git}\n", ns)})
 	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
@@ -338,7 +262,7 @@ syncs:
 - name: terms-%s
   source: {url: %s, ref: {branch: main}, interval: 1h}
   clusters: [local]
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url))
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL))
 	client := env.Client(t, "")
 	value := func() string { return configMapValue(t, ns, "terms") }
 	edit := func(v string) {
@@ -355,16 +279,16 @@ syncs:
 		return func() { cancel(); <-done }
 	}
 	stop := term()
-	within(t, "first term applies", 30*time.Second, func() bool { return value() == "git" && d.Status()[0].Condition("Ready").Status == "True" })
+	testenv.Within(t, "first term applies", 30*time.Second, func() bool { return value() == "git" && d.Status()[0].Condition("Ready").Status == "True" })
 	stop()
 
 	edit("while no term ran")
 	stop = term()
 	defer stop()
-	within(t, "the second term heals what changed between terms", 15*time.Second, func() bool { return value() == "git" })
+	testenv.Within(t, "the second term heals what changed between terms", 15*time.Second, func() bool { return value() == "git" })
 	time.Sleep(time.Second) // the second term's watches are listing
 	edit("during the second term")
-	within(t, "the second term's drift watch heals a hand edit", 15*time.Second, func() bool { return value() == "git" })
+	testenv.Within(t, "the second term's drift watch heals a hand edit", 15*time.Second, func() bool { return value() == "git" })
 }
 
 // TestPlanFailureIsNotAnOutage: a revision the apply engine cannot plan (a
@@ -373,8 +297,8 @@ syncs:
 // unavailable.
 func TestPlanFailureIsNotAnOutage(t *testing.T) {
 	ns := env.Namespace(t)
-	srv := newGitServer(t)
-	srv.commit(t, map[string]string{
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{
 		"cm.yaml":     fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: planned, namespace: %s}\ndata: {a: b}\n", ns),
 		"widget.yaml": fmt.Sprintf("apiVersion: example.test/v1\nkind: Widget\nmetadata: {name: w, namespace: %s}\n", ns),
 	})
@@ -386,7 +310,7 @@ syncs:
 - name: plan-%s
   source: {url: %s, ref: {branch: main}, interval: 1h}
   clusters: [local]
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url))
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL))
 	name := "plan-" + ns
 	r.eventually(t, "the sync fails", 30*time.Second, func() bool { return r.status(name).Condition("Ready").Status == "False" })
 	c := r.status(name).Condition("Ready")

@@ -70,7 +70,7 @@ func TestDeployedRBACIsEnough(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv := newGitServer(t)
+	srv := testenv.NewGitServer(t)
 	files := map[string]string{}
 	entries, err := os.ReadDir(filepath.Join(root, "examples", "course"))
 	if err != nil {
@@ -83,9 +83,9 @@ func TestDeployedRBACIsEnough(t *testing.T) {
 		}
 		files[e.Name()] = string(data)
 	}
-	rev := srv.commit(t, files)
+	rev := srv.Commit(t, files)
 	const gitPassword, hookToken = "deploy-pw-6f3a2b", "deploy-hook-8e1c4d"
-	srv.requireAuth("gitk8s-bot", gitPassword)
+	srv.RequireAuth("gitk8s-bot", gitPassword)
 	for name, data := range map[string]map[string]string{
 		"gitk8s-test-git":     {"username": "gitk8s-bot", "password": gitPassword},
 		"gitk8s-test-webhook": {"token": hookToken},
@@ -117,7 +117,7 @@ webhooks:
   listen: "%s"
   receivers: [{name: github, provider: github, secretRef: {name: gitk8s-test-webhook}}]
 leaderElection: {enabled: true}
-`, kubeconfig, srv.url, addr)), 0o644); err != nil {
+`, kubeconfig, srv.URL, addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "gitk8s")

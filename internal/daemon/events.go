@@ -17,7 +17,7 @@ import (
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
-	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 )
 
 // Reasons of the Normal events on a sync's ApplySet parent. The Warning
@@ -90,17 +90,14 @@ func (d *Daemon) recorderFor(t *cluster.Target) *eventRecorder {
 	return fresh
 }
 
-// inventoryName is the name of a sync's ApplySet parent in every cluster.
-func inventoryName(syncName string) string { return "gitk8s-" + syncName }
-
 var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 
 // parentRef refers to a sync's ApplySet parent (a Secret) in one cluster.
 // kubectl describe finds events by the UID, so it is read from the
-// cluster; a parent not written yet (a sync blocked before its first
-// apply) is referred to by name only, which kubectl get events still shows.
-func parentRef(ctx context.Context, t *cluster.Target, syncName string) *corev1.ObjectReference {
-	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: apply.DefaultInventoryNamespace, Name: inventoryName(syncName)}
+// cluster; a parent not written yet (a sync blocked before its first apply) is referred to by
+// name only, which kubectl get events still shows.
+func parentRef(ctx context.Context, t *cluster.Target, inventory apply.InventoryOptions) *corev1.ObjectReference {
+	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: inventory.Namespace, Name: inventory.Name}
 	if m, err := t.Metadata.Resource(secretsGVR).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{}); err == nil {
 		ref.UID, ref.ResourceVersion = m.UID, m.ResourceVersion
 	}
@@ -108,41 +105,46 @@ func parentRef(ctx context.Context, t *cluster.Target, syncName string) *corev1.
 }
 
 // announce records one cluster's part of a reconcile as events on the
-// sync's ApplySet parent in that cluster. Messages pass through the
-// reconcile's Masker, so they never hold a Secret value of the bundle.
-func (d *Daemon) announce(ctx context.Context, syncName, rev string, t *cluster.Target, out clusterOutcome, masker *diff.Masker) {
-	if out.reason == ReasonClusterUnavailable {
+// sync's ApplySet parent in that cluster. The engine masked the result's
+// texts with the reconcile's Masker, so they never hold a Secret value of
+// the bundle.
+func (d *Daemon) announce(ctx context.Context, inventory apply.InventoryOptions, rev string, t *cluster.Target, r *reconcile.ClusterResult) {
+	if r.Reason == reconcile.ClusterUnavailable {
 		return // an unreachable cluster cannot store the event either
 	}
-	r := d.recorderFor(t)
-	if r == nil {
+	rec := d.recorderFor(t)
+	if rec == nil {
 		return
 	}
 	var warning string
-	switch out.reason {
-	case ReasonPlanFailed, ReasonApplyFailed, ReasonPruneRefused, ReasonHealthCheckFailed, ReasonPolicyViolation:
-		warning = out.reason
+	switch r.Reason {
+	case reconcile.PlanFailed, reconcile.ApplyFailed, reconcile.PruneRefused, reconcile.HealthCheckFailed, reconcile.PolicyViolation:
+		warning = string(r.Reason)
 	}
-	if warning == "" && !out.applied {
+	if warning == "" && (r.Stopped || r.ChangeSet == nil) {
 		return
 	}
-	ref := parentRef(ctx, t, syncName)
+	ref := parentRef(ctx, t, inventory)
 	at := "revision " + shortRevision(rev) + ": "
 	if warning != "" {
 		msg := warning
-		if out.err != nil {
-			msg = strings.ReplaceAll(out.err.Error(), "\n", "; ")
+		if r.Err != nil {
+			msg = strings.ReplaceAll(r.Err.Error(), "\n", "; ")
 		}
-		if warning == ReasonHealthCheckFailed && len(out.unhealthy) > 0 {
-			msg += ": " + nameList(out.unhealthy)
+		if unhealthy := unhealthyOf(r); r.Reason == reconcile.HealthCheckFailed && len(unhealthy) > 0 {
+			msg += ": " + nameList(unhealthy)
 		}
-		r.recorder.Event(ref, corev1.EventTypeWarning, warning, shorten(masker.Redact(at+msg)))
+		rec.recorder.Event(ref, corev1.EventTypeWarning, warning, shorten(at+msg))
 		return
 	}
-	if len(out.pruned) > 0 {
-		r.recorder.Event(ref, corev1.EventTypeNormal, EventPruned, shorten(masker.Redact(at+"pruned "+nameList(out.pruned))))
+	if pruned := prunedOf(r); len(pruned) > 0 {
+		rec.recorder.Event(ref, corev1.EventTypeNormal, EventPruned, shorten(at+"pruned "+nameList(pruned)))
 	}
-	r.recorder.Event(ref, corev1.EventTypeNormal, EventApplied, shorten(at+countList(out.counts)))
+	counts := map[string]int{}
+	for a, n := range r.Counts() {
+		counts[string(a)] = n
+	}
+	rec.recorder.Event(ref, corev1.EventTypeNormal, EventApplied, shorten(at+countList(counts)))
 }
 
 // actionOrder is the order counts are listed in.

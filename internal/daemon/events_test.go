@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-
-	"github.com/gitk8s/gitk8s/internal/diff"
 )
 
 // TestEvents drives one sync through every event reason and finds each
@@ -32,7 +33,7 @@ import (
 func TestEvents(t *testing.T) {
 	ns := env.Namespace(t)
 	client := env.Client(t, "")
-	srv := newGitServer(t)
+	srv := testenv.NewGitServer(t)
 	syncName := "events-" + ns
 	quoted := fmt.Sprint(100000000 + rand.IntN(900000000)) // a number: the API server quotes it when it refuses it
 	invalid := "pw-" + ns + "-" + fmt.Sprint(rand.IntN(1000000))
@@ -50,7 +51,7 @@ syncs:
   clusters: [local]
   prune: true
   wait: {timeout: 3s}
-`, env.Contexts[0], env.Kubeconfig, syncName, srv.url)))
+`, env.Contexts[0], env.Kubeconfig, syncName, srv.URL)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,14 +71,14 @@ syncs:
 		write := map[string]string{}
 		for name, content := range files {
 			if content == "" {
-				if err := os.Remove(filepath.Join(srv.work, name)); err != nil {
+				if err := os.Remove(filepath.Join(srv.Work, name)); err != nil {
 					t.Fatal(err)
 				}
 				continue
 			}
 			write[name] = content
 		}
-		srv.commit(t, write)
+		srv.Commit(t, write)
 		_ = d.Reconcile(ctx, cfg.Syncs[0])
 	}
 	parentUID := func() string {
@@ -212,15 +213,19 @@ syncs:
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gitk8s-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	parent, err := client.CoreV1().Secrets("gitk8s-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: inventoryName(syncName)}}, metav1.CreateOptions{})
+	parent, err := client.CoreV1().Secrets("gitk8s-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: reconcile.InventoryName(syncName)}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = client.CoreV1().Secrets("gitk8s-system").Delete(ctx, parent.Name, metav1.DeleteOptions{}) }()
 
 	const sent = 40
+	inventory := apply.InventoryOptions{Name: parent.Name, Namespace: parent.Namespace}
+	cs := &apply.ChangeSet{}
 	for i := range sent {
-		d.announce(ctx, syncName, fmt.Sprintf("%040d", i), d.targets["local"], clusterOutcome{applied: true, counts: map[string]int{"unchanged": i + 1}}, diff.NewMasker())
+		// Each event counts one more object, so that none is a repeat.
+		cs.Entries = append(cs.Entries, &apply.ChangeSetEntry{Action: apply.Unchanged})
+		d.announce(ctx, inventory, fmt.Sprintf("%040d", i), d.targets["local"], &reconcile.ClusterResult{Name: "local", Reason: reconcile.Succeeded, ChangeSet: cs})
 	}
 	selector := fields.Set{"involvedObject.uid": string(parent.UID), "reason": EventApplied}.AsSelector().String()
 	deadline := time.Now().Add(30 * time.Second)

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gitk8s/gitk8s/internal/controlplane"
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 // electedDaemon is a daemon running RunElected in a test.
@@ -70,18 +71,6 @@ func startElected(t *testing.T, cfgText string, serve bool) *electedDaemon {
 	return e
 }
 
-// within waits until ok holds, or fails the test.
-func within(t *testing.T, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %s", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func ensureHomeNamespace(t *testing.T) {
 	client := env.Client(t, "")
 	if _, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: HomeNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -98,8 +87,8 @@ func TestLeaderElection(t *testing.T) {
 	cm := func(value string) string {
 		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: elected, namespace: %s}\ndata: {value: %q}\n", ns, value)
 	}
-	srv := newGitServer(t)
-	srv.commit(t, map[string]string{"cm.yaml": cm("one")})
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{"cm.yaml": cm("one")})
 	cfgText := fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
@@ -109,10 +98,10 @@ syncs:
   source: {url: %s, interval: 1s}
   clusters: [local]
 leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url, ns)
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL, ns)
 	value := func() string { return configMapValue(t, ns, "elected") }
 	a := startElected(t, cfgText, false)
-	within(t, "a leads and applies", 30*time.Second, func() bool { return a.Leader() && value() == "one" })
+	testenv.Within(t, "a leads and applies", 30*time.Second, func() bool { return a.Leader() && value() == "one" })
 	b := startElected(t, cfgText, false)
 	time.Sleep(4 * time.Second) // longer than the lease: b must still stand by
 	if b.Leader() {
@@ -137,8 +126,8 @@ leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 	a.stop()
 	<-a.done
 	stopped := time.Now()
-	srv.commit(t, map[string]string{"cm.yaml": cm("two")})
-	within(t, "b takes over and applies", 15*time.Second, func() bool { return b.Leader() && value() == "two" })
+	srv.Commit(t, map[string]string{"cm.yaml": cm("two")})
+	testenv.Within(t, "b takes over and applies", 15*time.Second, func() bool { return b.Leader() && value() == "two" })
 	// a released the Lease: b did not wait for it to lapse.
 	if took := time.Since(stopped); took > 3*time.Second {
 		t.Errorf("takeover took %s", took)
@@ -173,8 +162,8 @@ spec:
 func TestLeaderHandsOverAfterItsReconcile(t *testing.T) {
 	ns := env.Namespace(t)
 	ensureHomeNamespace(t)
-	srv := newGitServer(t)
-	srv.commit(t, map[string]string{"stuck.yaml": stuckDeployment(ns)})
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{"stuck.yaml": stuckDeployment(ns)})
 	cfgText := fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
@@ -185,10 +174,10 @@ syncs:
   clusters: [local]
   wait: {timeout: 6s}
 leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url, ns)
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL, ns)
 	client := env.Client(t, "")
 	a := startElected(t, cfgText, false)
-	within(t, "a leads and applies the Deployment", 30*time.Second, func() bool {
+	testenv.Within(t, "a leads and applies the Deployment", 30*time.Second, func() bool {
 		_, err := client.AppsV1().Deployments(ns).Get(context.Background(), "stuck", metav1.GetOptions{})
 		return a.Leader() && err == nil
 	})
@@ -196,7 +185,7 @@ leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 	time.Sleep(500 * time.Millisecond)
 	a.stop() // a's reconcile is waiting for health
 	var bLed time.Time
-	within(t, "b takes over", 20*time.Second, func() bool {
+	testenv.Within(t, "b takes over", 20*time.Second, func() bool {
 		if b.Leader() {
 			bLed = time.Now()
 			return true
@@ -295,8 +284,8 @@ func TestLeaderCutOffFromItsLeaseStops(t *testing.T) {
 	if err := clientcmd.WriteToFile(*viaProxy, proxied); err != nil {
 		t.Fatal(err)
 	}
-	srv := newGitServer(t)
-	srv.commit(t, map[string]string{"stuck.yaml": stuckDeployment(ns)})
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{"stuck.yaml": stuckDeployment(ns)})
 	config := func(home string) string {
 		return fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
@@ -309,11 +298,11 @@ syncs:
   clusters: [local]
   wait: {timeout: 5m}
 leaderElection: {enabled: true, cluster: home, name: lease-%s, leaseDuration: 3s}
-`, ctxName, home, ctxName, env.Kubeconfig, ns, srv.url, ns)
+`, ctxName, home, ctxName, env.Kubeconfig, ns, srv.URL, ns)
 	}
 	client := env.Client(t, "")
 	a := startElected(t, config(proxied), false)
-	within(t, "a leads and applies the Deployment", 30*time.Second, func() bool {
+	testenv.Within(t, "a leads and applies the Deployment", 30*time.Second, func() bool {
 		_, err := client.AppsV1().Deployments(ns).Get(context.Background(), "stuck", metav1.GetOptions{})
 		return a.Leader() && err == nil
 	})
@@ -322,7 +311,7 @@ leaderElection: {enabled: true, cluster: home, name: lease-%s, leaseDuration: 3s
 	proxy.freeze()
 	frozen := time.Now()
 	var aStopped, bLed time.Time
-	within(t, "a stops leading and b leads", 20*time.Second, func() bool {
+	testenv.Within(t, "a stops leading and b leads", 20*time.Second, func() bool {
 		if aStopped.IsZero() && !a.Leader() {
 			aStopped = time.Now()
 		}
@@ -336,7 +325,7 @@ leaderElection: {enabled: true, cluster: home, name: lease-%s, leaseDuration: 3s
 		t.Errorf("b led before a stopped")
 	}
 	// a's reconcile, waiting up to 5 minutes for health, was cancelled.
-	within(t, "a's reconcile ends", 5*time.Second, func() bool { return !a.Status()[0].LastAttempt.IsZero() })
+	testenv.Within(t, "a's reconcile ends", 5*time.Second, func() bool { return !a.Status()[0].LastAttempt.IsZero() })
 	if c := a.Status()[0].Condition("Ready"); c.Status != "False" || !strings.Contains(c.Message, "context canceled") {
 		t.Errorf("a's reconcile was not cancelled: %+v", c)
 	}
@@ -352,8 +341,8 @@ func TestStandbyForwardsToLeader(t *testing.T) {
 	cm := func(value string) string {
 		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: forwarded, namespace: %s}\ndata: {value: %q}\n", ns, value)
 	}
-	srv := newGitServer(t)
-	srv.commit(t, map[string]string{"cm.yaml": cm("one")})
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{"cm.yaml": cm("one")})
 	secret := filepath.Join(t.TempDir(), "github")
 	if err := os.WriteFile(secret, []byte("hook-secret"), 0o600); err != nil {
 		t.Fatal(err)
@@ -369,15 +358,15 @@ syncs:
 webhooks:
   receivers: [{name: github, provider: github, secretFile: %s}]
 leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url, secret, ns)
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL, secret, ns)
 	value := func() string { return configMapValue(t, ns, "forwarded") }
 	a := startElected(t, cfgText, true)
-	within(t, "a leads and applies", 30*time.Second, func() bool { return a.Leader() && value() == "one" })
+	testenv.Within(t, "a leads and applies", 30*time.Second, func() bool { return a.Leader() && value() == "one" })
 	b := startElected(t, cfgText, true)
-	within(t, "b knows the leader", 10*time.Second, func() bool { return b.LeaderURL() == a.url })
+	testenv.Within(t, "b knows the leader", 10*time.Second, func() bool { return b.LeaderURL() == a.url })
 
-	srv.commit(t, map[string]string{"cm.yaml": cm("two")})
-	push := fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, srv.url)
+	srv.Commit(t, map[string]string{"cm.yaml": cm("two")})
+	push := fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, srv.URL)
 	req, _ := http.NewRequest(http.MethodPost, b.url+"/hooks/github", strings.NewReader(push))
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-Hub-Signature-256", "sha256="+sign("hook-secret", push))
@@ -389,7 +378,7 @@ leaderElection: {enabled: true, name: lease-%s, leaseDuration: 3s}
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("push to the standby: %s", resp.Status)
 	}
-	within(t, "the leader applies the forwarded push", 15*time.Second, func() bool { return value() == "two" })
+	testenv.Within(t, "the leader applies the forwarded push", 15*time.Second, func() bool { return value() == "two" })
 	if !b.Status()[0].LastAttempt.IsZero() {
 		t.Error("the standby reconciled")
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -67,9 +68,9 @@ syncs:
 // quota-fit off, and with the built-in rules in warn mode (both applied).
 func TestPoliciesPerSync(t *testing.T) {
 	strictNS, offNS, warnNS := env.Namespace(t), env.Namespace(t), env.Namespace(t)
-	srv := newGitServer(t)
+	srv := testenv.NewGitServer(t)
 	// One pod allowed; one replica plus the rolling update's surge is two.
-	srv.commit(t, map[string]string{"app.yaml": `apiVersion: v1
+	srv.Commit(t, map[string]string{"app.yaml": `apiVersion: v1
 kind: ResourceQuota
 metadata: {name: pods}
 spec: {hard: {pods: "1"}}
@@ -92,7 +93,7 @@ syncs:
 - {name: strict-%[4]s, source: {url: %[3]s, interval: 1h}, clusters: [local], namespace: %[4]s, policies: {builtin: enforce}}
 - {name: off-%[5]s, source: {url: %[3]s, interval: 1h}, clusters: [local], namespace: %[5]s, policies: {modes: {quota-fit: off}}}
 - {name: warn-%[6]s, source: {url: %[3]s, interval: 1h}, clusters: [local], namespace: %[6]s, policies: {builtin: warn}}
-`, env.Contexts[0], env.Kubeconfig, srv.url, strictNS, offNS, warnNS)))
+`, env.Contexts[0], env.Kubeconfig, srv.URL, strictNS, offNS, warnNS)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -19,8 +20,8 @@ import (
 // the watch while a watch cannot list its objects.
 func TestReadyz(t *testing.T) {
 	ns := env.Namespace(t)
-	srv := newGitServer(t)
-	srv.commit(t, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ready, namespace: %s}\ndata: {k: v}\n", ns)})
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ready, namespace: %s}\ndata: {k: v}\n", ns)})
 	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
 clusters:
@@ -29,7 +30,7 @@ syncs:
 - name: ready-%s
   source: {url: %s, ref: {branch: main}, interval: 1h}
   clusters: [local]
-`, env.Contexts[0], env.Kubeconfig, ns, srv.url))
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL))
 	h, err := d.Handler()
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/gitk8s/gitk8s/internal/source"
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 func TestLoadConfigSecretProblems(t *testing.T) {
@@ -358,9 +359,9 @@ func configMapValue(t *testing.T, ns, name string) string {
 func TestSecretGitCredentials(t *testing.T) {
 	ns := env.Namespace(t)
 	const oldPassword, newPassword = "old-pw-3b1f9c", "new-pw-7d2e4a"
-	srv := newGitServer(t)
-	first := srv.commit(t, map[string]string{"cm.yaml": configMap(ns, "settings", "one")})
-	srv.requireAuth("bot", oldPassword)
+	srv := testenv.NewGitServer(t)
+	first := srv.Commit(t, map[string]string{"cm.yaml": configMap(ns, "settings", "one")})
+	srv.RequireAuth("bot", oldPassword)
 	putSecret(t, ns, "git", map[string]string{"username": "bot", "password": oldPassword, "unrelated": "x"})
 
 	r := runDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
@@ -374,7 +375,7 @@ syncs:
 - name: missing
   source: {url: %[3]s, ref: {branch: main}, interval: 1s, auth: {secretRef: {namespace: %[4]s, name: absent}}}
   clusters: [local]
-`, env.Contexts[0], env.Kubeconfig, srv.url, ns))
+`, env.Contexts[0], env.Kubeconfig, srv.URL, ns))
 
 	r.eventually(t, "the private repository synced", 30*time.Second, func() bool {
 		return configMapValue(t, ns, "settings") == "one" && r.status("private").LastAppliedRevision == first
@@ -390,8 +391,8 @@ syncs:
 	}
 
 	// Rotate: the server takes only the new password, the Secret holds it.
-	srv.requireAuth("bot", newPassword)
-	second := srv.commit(t, map[string]string{"cm.yaml": configMap(ns, "settings", "two")})
+	srv.RequireAuth("bot", newPassword)
+	second := srv.Commit(t, map[string]string{"cm.yaml": configMap(ns, "settings", "two")})
 	rotated := time.Now()
 	putSecret(t, ns, "git", map[string]string{"username": "bot", "password": newPassword})
 	// The cache may hold the old password for up to SecretTTL; then a
@@ -404,8 +405,8 @@ syncs:
 
 	// The old password, now refused, fails the sync with a message that
 	// does not hold it.
-	srv.requireAuth("bot", "another-"+newPassword)
-	third := srv.commit(t, map[string]string{"cm.yaml": configMap(ns, "settings", "three")})
+	srv.RequireAuth("bot", "another-"+newPassword)
+	third := srv.Commit(t, map[string]string{"cm.yaml": configMap(ns, "settings", "three")})
 	r.eventually(t, "the refused password reported", 30*time.Second, func() bool {
 		st := r.status("private")
 		return st.Condition("Ready").Reason == ReasonSourceUnavailable && strings.Contains(st.LastError, "credentials were refused")
@@ -463,9 +464,9 @@ func TestKubeconfigFromSecret(t *testing.T) {
 
 	// One repository per sync: syncs do not take over each other's objects.
 	repo := func(name, value string) string {
-		srv := newGitServer(t)
-		srv.commit(t, map[string]string{"cm.yaml": configMap(ns, name, value)})
-		return srv.url
+		srv := testenv.NewGitServer(t)
+		srv.Commit(t, map[string]string{"cm.yaml": configMap(ns, name, value)})
+		return srv.URL
 	}
 	r := runDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config

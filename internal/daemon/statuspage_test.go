@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 // chromiumPath is Debian's Chromium, which make chromium installs.
@@ -76,13 +78,13 @@ func failingPixels(t *testing.T, url string) (int, []byte) {
 // Secret that made it fail, and no red left once Git is fixed.
 func TestStatusPage(t *testing.T) {
 	ns := env.Namespace(t)
-	good, bad := newGitServer(t), newGitServer(t)
+	good, bad := testenv.NewGitServer(t), testenv.NewGitServer(t)
 	cm := func(name string) string {
 		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: %s}\ndata: {k: v}\n", name, ns)
 	}
 	value := fmt.Sprint(100000000 + rand.IntN(900000000)) // a number, which the API server refuses and quotes
-	good.commit(t, map[string]string{"cm.yaml": cm("good")})
-	bad.commit(t, map[string]string{"cm.yaml": cm("bad"),
+	good.Commit(t, map[string]string{"cm.yaml": cm("good")})
+	bad.Commit(t, map[string]string{"cm.yaml": cm("bad"),
 		"secret.yaml": fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: %s}\nstringData: {pin: %s}\n", ns, value)})
 	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
@@ -95,7 +97,7 @@ syncs:
 - name: bad-%s
   source: {url: %s, ref: {branch: main}, interval: 1h}
   clusterSelector: {matchLabels: {region: test}}
-`, env.Contexts[0], env.Kubeconfig, ns, good.url, ns, bad.url))
+`, env.Contexts[0], env.Kubeconfig, ns, good.URL, ns, bad.URL))
 	h, err := d.Handler()
 	if err != nil {
 		t.Fatal(err)
@@ -156,10 +158,10 @@ syncs:
 		}
 	}
 
-	if err := os.Remove(filepath.Join(bad.work, "secret.yaml")); err != nil {
+	if err := os.Remove(filepath.Join(bad.Work, "secret.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	bad.commit(t, map[string]string{"cm.yaml": cm("bad")})
+	bad.Commit(t, map[string]string{"cm.yaml": cm("bad")})
 	d.Trigger("bad-" + ns)
 	waitFor("the fixed sync applied", func(s map[string]SyncStatus) bool {
 		return s["bad-"+ns].Condition("Ready").Status == "True"

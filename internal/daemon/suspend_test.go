@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,13 +73,13 @@ func TestSuspendStopsEverySync(t *testing.T) {
 	cm := func(name, value string) string {
 		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: %s}\ndata: {value: %q}\n", name, ns, value)
 	}
-	srv := newGitServer(t)
+	srv := testenv.NewGitServer(t)
 	for _, dir := range []string{"fast", "slow", "pinned"} {
-		if err := os.MkdirAll(filepath.Join(srv.work, dir), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(srv.Work, dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	first := srv.commit(t, map[string]string{"fast/cm.yaml": cm("fast", "one"), "slow/cm.yaml": cm("slow", "one"), "pinned/cm.yaml": cm("pinned", "one")})
+	first := srv.Commit(t, map[string]string{"fast/cm.yaml": cm("fast", "one"), "slow/cm.yaml": cm("slow", "one"), "pinned/cm.yaml": cm("pinned", "one")})
 	secretFile := filepath.Join(t.TempDir(), "hook")
 	if err := os.WriteFile(secretFile, []byte("hook-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ syncs:
 - {name: %[6]s, source: {url: %[3]s, ref: {branch: main}, path: pinned, interval: 1s}, clusters: [local], suspend: true}
 webhooks:
   receivers: [{name: push, provider: generic, secretFile: %[7]s}]
-`, env.Contexts[0], env.Kubeconfig, srv.url, fast, slow, pinned, secretFile)))
+`, env.Contexts[0], env.Kubeconfig, srv.URL, fast, slow, pinned, secretFile)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,13 +147,13 @@ webhooks:
 		t.Errorf("suspended status: %+v", st)
 	}
 
-	second := srv.commit(t, map[string]string{"fast/cm.yaml": cm("fast", "two"), "slow/cm.yaml": cm("slow", "two"), "pinned/cm.yaml": cm("pinned", "two")})
+	second := srv.Commit(t, map[string]string{"fast/cm.yaml": cm("fast", "two"), "slow/cm.yaml": cm("slow", "two"), "pinned/cm.yaml": cm("pinned", "two")})
 	// A push webhook and a Trigger.
 	h, err := d.Handler()
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, srv.url)
+	body := fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, srv.URL)
 	req := httptest.NewRequest(http.MethodPost, "/hooks/push", strings.NewReader(body))
 	req.Header.Set("X-Signature", "sha256="+sign("hook-secret", body))
 	rec := httptest.NewRecorder()

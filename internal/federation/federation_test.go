@@ -23,7 +23,7 @@ func bundle(t *testing.T, files map[string]string) []*render.Object {
 			t.Fatal(err)
 		}
 	}
-	b, err := render.Render(render.Options{Root: root})
+	b, err := render.Render(t.Context(), render.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func renderDir(t *testing.T, files map[string]string) []*render.Object {
 			t.Fatal(err)
 		}
 	}
-	b, err := render.Render(render.Options{Root: root})
+	b, err := render.Render(t.Context(), render.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ spec:
 }
 
 func TestBuiltInPoliciesCompileAndWarn(t *testing.T) {
-	ap, err := LoadAdmission(t.TempDir(), ".", nil)
+	ap, err := LoadAdmission(t.Context(), t.TempDir(), ".", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

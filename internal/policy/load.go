@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -19,18 +20,18 @@ const PoliciesDir = "policies"
 // LoadAdmission gathers the ValidatingAdmissionPolicies and bindings
 // gitk8s evaluates: its built-in ones, those in the repository's policies/
 // folder, and those among the objects being applied.
-func LoadAdmission(root, renderedPath string, objects []*render.Object) (*AdmissionPolicies, error) {
-	return loadAdmission(root, renderedPath, []string{PoliciesDir}, false, objects)
+func LoadAdmission(ctx context.Context, root, renderedPath string, objects []*render.Object) (*AdmissionPolicies, error) {
+	return loadAdmission(ctx, root, renderedPath, []string{PoliciesDir}, false, objects)
 }
 
 // LoadAdmissionDirs is LoadAdmission with the repository's policy folders
 // named (relative to its root) instead of policies/. A folder that is named
 // must exist: policies someone counts on are never silently absent.
-func LoadAdmissionDirs(root, renderedPath string, dirs []string, objects []*render.Object) (*AdmissionPolicies, error) {
-	return loadAdmission(root, renderedPath, dirs, true, objects)
+func LoadAdmissionDirs(ctx context.Context, root, renderedPath string, dirs []string, objects []*render.Object) (*AdmissionPolicies, error) {
+	return loadAdmission(ctx, root, renderedPath, dirs, true, objects)
 }
 
-func loadAdmission(root, renderedPath string, dirs []string, required bool, objects []*render.Object) (*AdmissionPolicies, error) {
+func loadAdmission(ctx context.Context, root, renderedPath string, dirs []string, required bool, objects []*render.Object) (*AdmissionPolicies, error) {
 	var all []*render.Object
 	entries, err := fs.ReadDir(policies.FS, ".")
 	if err != nil {
@@ -67,7 +68,7 @@ func loadAdmission(root, renderedPath string, dirs []string, required bool, obje
 		case inside:
 			continue
 		}
-		b, err := render.Render(render.Options{Root: root, Path: dir})
+		b, err := render.Render(ctx, render.Options{Root: root, Path: dir})
 		if err != nil {
 			return nil, fmt.Errorf("policies %s: %w", dir, err)
 		}

@@ -85,7 +85,7 @@ func TestPolarisFixtures(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				bundle, err := render.Render(render.Options{Root: root})
+				bundle, err := render.Render(t.Context(), render.Options{Root: root})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -15,7 +15,7 @@ func objects(t *testing.T, yaml string) []*render.Object {
 	if err := os.WriteFile(filepath.Join(root, "app.yaml"), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := render.Render(render.Options{Root: root})
+	b, err := render.Render(t.Context(), render.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}

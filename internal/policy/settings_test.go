@@ -100,17 +100,17 @@ func TestLoadAdmissionDirs(t *testing.T) {
 		}
 		return out
 	}
-	ap, err := LoadAdmissionDirs(root, "app", []string{"guard"}, nil)
+	ap, err := LoadAdmissionDirs(t.Context(), root, "app", []string{"guard"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"guard/bad.yaml"}, files(ap)); diff != "" {
 		t.Errorf("policies of a named folder (-want +got):\n%s", diff)
 	}
-	if ap, err := LoadAdmission(root, "app", nil); err != nil || len(ap.Errors) != 0 {
+	if ap, err := LoadAdmission(t.Context(), root, "app", nil); err != nil || len(ap.Errors) != 0 {
 		t.Errorf("the default policies/ folder picked up another: %v %v", err, files(ap))
 	}
-	if _, err := LoadAdmissionDirs(root, "app", []string{"guard", "missing"}, nil); err == nil || err.Error() != "policies missing: not in the repository" {
+	if _, err := LoadAdmissionDirs(t.Context(), root, "app", []string{"guard", "missing"}, nil); err == nil || err.Error() != "policies missing: not in the repository" {
 		t.Errorf("a named folder that is missing: %v", err)
 	}
 }

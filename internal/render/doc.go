@@ -8,7 +8,7 @@
 // objects, objects without apiVersion, kind or metadata.name, and the same
 // object defined twice.
 //
-//	bundle, err := render.Render(render.Options{Root: dir, Path: "deploy"})
+//	bundle, err := render.Render(ctx, render.Options{Root: dir, Path: "deploy"})
 //	for _, obj := range bundle.Objects {
 //		fmt.Println(obj.Source, obj.Ref())
 //	}

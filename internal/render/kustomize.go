@@ -110,7 +110,7 @@ func refuseRemoteBases(root, dir string) error {
 		for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
 			_, statErr := os.Stat(filepath.Join(root, dir, ref))
 			if statErr != nil && isRemote(ref) {
-				return fmt.Errorf("%s: %w: %q; vendor it into the repository, or allow remote bases for this sync", file, ErrRemoteBase, ref)
+				return fmt.Errorf("%s: %w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", file, ErrRemoteBase, ref)
 			}
 			next := path.Clean(path.Join(dir, ref))
 			if info, err := os.Stat(filepath.Join(root, next)); err == nil && info.IsDir() {

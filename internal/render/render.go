@@ -1,6 +1,7 @@
 package render
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -40,8 +41,8 @@ const IgnoreFile = ".gitk8signore"
 // its YAML and JSON files are decoded, its .jsonnet files evaluated
 // (.libsonnet files are only imported) and its subfolders walked. Every
 // problem found is returned, joined, as *Error values; a bundle with errors
-// is never returned.
-func Render(opts Options) (*Bundle, error) {
+// is never returned. A cancelled ctx stops the walk between files.
+func Render(ctx context.Context, opts Options) (*Bundle, error) {
 	dir := path.Clean(filepath.ToSlash(opts.Path))
 	if dir == "" || dir == "/" {
 		dir = "."
@@ -65,7 +66,7 @@ func Render(opts Options) (*Bundle, error) {
 			return nil, fmt.Errorf("jsonnet entry %q must stay inside the source", opts.JsonnetEntry)
 		}
 		w.add(renderJsonnet(opts.Root, entry, opts.Jsonnet))
-	} else if err := w.walk(dir); err != nil {
+	} else if err := w.walk(ctx, dir); err != nil {
 		return nil, err
 	}
 	w.errs = append(w.errs, checkDuplicates(w.objects)...)
@@ -90,7 +91,7 @@ func (w *walker) add(objs []*Object, err error) {
 }
 
 // walk renders one folder (relative to the root).
-func (w *walker) walk(dir string) error {
+func (w *walker) walk(ctx context.Context, dir string) error {
 	if file := kustomizationIn(w.opts.Root, dir); file != "" {
 		w.add(renderKustomization(w.opts.Root, dir, file, w.opts))
 		return nil
@@ -100,6 +101,9 @@ func (w *walker) walk(dir string) error {
 		return err
 	}
 	for _, e := range entries { // os.ReadDir sorts by name
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("render stopped: %w", err)
+		}
 		rel := path.Join(dir, e.Name())
 		if strings.HasPrefix(e.Name(), ".") {
 			continue // .git, .github and other tool files
@@ -117,7 +121,7 @@ func (w *walker) walk(dir string) error {
 			continue
 		}
 		if isDir {
-			if err := w.walk(rel); err != nil {
+			if err := w.walk(ctx, rel); err != nil {
 				return err
 			}
 			continue

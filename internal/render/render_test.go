@@ -53,7 +53,7 @@ items:
   metadata: {name: three}
 `,
 	})
-	bundle, err := Render(Options{Root: root})
+	bundle, err := Render(t.Context(), Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestRenderPath(t *testing.T) {
 		"deploy/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
 		"other/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n",
 	})
-	bundle, err := Render(Options{Root: root, Path: "deploy"})
+	bundle, err := Render(t.Context(), Options{Root: root, Path: "deploy"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestRenderPath(t *testing.T) {
 		t.Fatalf("got %d objects, first from %v", len(bundle.Objects), bundle.Objects[0].Source)
 	}
 	for _, bad := range []string{"../etc", "missing", "deploy/cm.yaml"} {
-		if _, err := Render(Options{Root: root, Path: bad}); err == nil {
+		if _, err := Render(t.Context(), Options{Root: root, Path: bad}); err == nil {
 			t.Errorf("path %q: no error", bad)
 		}
 	}
@@ -166,7 +166,7 @@ func TestRenderBadInput(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bundle, err := Render(Options{Root: writeTree(t, tt.files)})
+			bundle, err := Render(t.Context(), Options{Root: writeTree(t, tt.files)})
 			if err == nil {
 				t.Fatalf("no error; rendered %d objects", len(bundle.Objects))
 			}

@@ -31,7 +31,7 @@ func TestKustomizeMatchesKubectl(t *testing.T) {
 	root := filepath.Join("testdata", "kustomize")
 	for _, dir := range []string{"base", "overlays/prod", "overlays/staging", "components/monitoring"} {
 		t.Run(dir, func(t *testing.T) {
-			bundle, err := Render(Options{Root: root, Path: dir})
+			bundle, err := Render(t.Context(), Options{Root: root, Path: dir})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestKustomizeMatchesKubectl(t *testing.T) {
 }
 
 func TestKustomizeOverlayContent(t *testing.T) {
-	bundle, err := Render(Options{Root: filepath.Join("testdata", "kustomize"), Path: "overlays/prod"})
+	bundle, err := Render(t.Context(), Options{Root: filepath.Join("testdata", "kustomize"), Path: "overlays/prod"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestKustomizeRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := writeTree(t, tt.files)
-			_, err := Render(Options{Root: root, Path: "app"})
+			_, err := Render(t.Context(), Options{Root: root, Path: "app"})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want it to contain %q", err, tt.want)
 			}
@@ -126,7 +126,7 @@ func TestJsonnet(t *testing.T) {
 	opts := Options{Root: filepath.Join("testdata", "jsonnet"), Jsonnet: JsonnetOptions{
 		TLAs: map[string]string{}, ExtVars: map[string]string{"environment": "prod"},
 	}}
-	bundle, err := Render(opts)
+	bundle, err := Render(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestJsonnet(t *testing.T) {
 	}
 	opts.JsonnetEntry = "app.jsonnet"
 	opts.Jsonnet.TLAs = map[string]string{}
-	bundle, err = Render(opts)
+	bundle, err = Render(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestJsonnetErrors(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Render(Options{Root: writeTree(t, tt.files)})
+			_, err := Render(t.Context(), Options{Root: writeTree(t, tt.files)})
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -214,7 +214,7 @@ func TestIgnoreFileAndSymlinks(t *testing.T) {
 	if err := os.Symlink("../shared/common.yaml", filepath.Join(root, "app", "linked.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	bundle, err := Render(Options{Root: root, Path: "app"})
+	bundle, err := Render(t.Context(), Options{Root: root, Path: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestIgnoreFileAndSymlinks(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "x.yaml"), filepath.Join(root, "app", "escape.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Render(Options{Root: root, Path: "app"})
+	_, err = Render(t.Context(), Options{Root: root, Path: "app"})
 	if err == nil || !strings.Contains(err.Error(), "app/escape.yaml: symbolic link leaves the repository") {
 		t.Errorf("error %v", err)
 	}

@@ -218,7 +218,7 @@ func (f *Fetcher) Fetch(ctx context.Context, opts RemoteOptions) (*Snapshot, Fet
 			}
 		}
 	}
-	snap, err := snapshotOf(Redact(opts.URL), commit, opts.Ref.String(), opts.Path)
+	snap, err := snapshotOf(ctx, Redact(opts.URL), commit, opts.Ref.String(), opts.Path)
 	return snap, res, err
 }
 
@@ -346,7 +346,7 @@ func commitOf(repo *git.Repository, hash string) (*object.Commit, error) {
 }
 
 // snapshotOf writes a commit's tree to a new directory.
-func snapshotOf(origin string, commit *object.Commit, ref, path string) (*Snapshot, error) {
+func snapshotOf(ctx context.Context, origin string, commit *object.Commit, ref, path string) (*Snapshot, error) {
 	tree, err := commit.Tree()
 	if err != nil {
 		return nil, err
@@ -357,7 +357,7 @@ func snapshotOf(origin string, commit *object.Commit, ref, path string) (*Snapsh
 	}
 	snap := &Snapshot{Origin: origin, Root: dir, Path: path, Ref: ref, Revision: commit.Hash.String(),
 		cleanup: func() error { return os.RemoveAll(dir) }}
-	if err := writeTree(tree, dir); err != nil {
+	if err := writeTree(ctx, tree, dir); err != nil {
 		_ = snap.Close()
 		return nil, fmt.Errorf("%s at %s: %w", origin, commit.Hash, err)
 	}

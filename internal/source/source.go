@@ -67,10 +67,11 @@ type Options struct {
 
 // Open opens a local directory or a local Git repository. A directory with
 // a .git folder (or a bare repository) is read at opts.Ref; any other
-// directory is read as it is.
-func Open(src string, opts Options) (*Snapshot, error) {
+// directory is read as it is. A cancelled ctx stops a fetch or a
+// checkout between files.
+func Open(ctx context.Context, src string, opts Options) (*Snapshot, error) {
 	if IsRemote(src) {
-		return openRemote(src, opts)
+		return openRemote(ctx, src, opts)
 	}
 	info, err := os.Stat(src)
 	if err != nil {
@@ -89,11 +90,11 @@ func Open(src string, opts Options) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source %s: open Git repository: %w", src, err)
 	}
-	return checkout(src, repo, opts)
+	return checkout(ctx, src, repo, opts)
 }
 
 // checkout writes the tree of the resolved commit to a new directory.
-func checkout(origin string, repo *git.Repository, opts Options) (*Snapshot, error) {
+func checkout(ctx context.Context, origin string, repo *git.Repository, opts Options) (*Snapshot, error) {
 	ref := opts.Ref
 	if ref == "" {
 		ref = "HEAD"
@@ -116,7 +117,7 @@ func checkout(origin string, repo *git.Repository, opts Options) (*Snapshot, err
 	}
 	snap := &Snapshot{Origin: origin, Root: dir, Path: opts.Path, Ref: ref, Revision: hash.String(),
 		cleanup: func() error { return os.RemoveAll(dir) }}
-	if err := writeTree(tree, dir); err != nil {
+	if err := writeTree(ctx, tree, dir); err != nil {
 		_ = snap.Close()
 		return nil, fmt.Errorf("source %s at %s: %w", origin, hash, err)
 	}
@@ -125,8 +126,11 @@ func checkout(origin string, repo *git.Repository, opts Options) (*Snapshot, err
 
 // writeTree writes every file of tree under dir. Symbolic links are kept
 // when they point inside the tree and refused when they leave it.
-func writeTree(tree *object.Tree, dir string) error {
+func writeTree(ctx context.Context, tree *object.Tree, dir string) error {
 	return tree.Files().ForEach(func(f *object.File) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("checkout stopped: %w", err)
+		}
 		if !fs.ValidPath(f.Name) {
 			return fmt.Errorf("%s: path is not allowed", f.Name)
 		}
@@ -166,7 +170,7 @@ func writeTree(tree *object.Tree, dir string) error {
 }
 
 // openRemote fetches a remote repository through the cache.
-func openRemote(src string, opts Options) (*Snapshot, error) {
+func openRemote(ctx context.Context, src string, opts Options) (*Snapshot, error) {
 	f := opts.Fetcher
 	if f == nil {
 		dir, err := DefaultCacheDir()
@@ -183,7 +187,7 @@ func openRemote(src string, opts Options) (*Snapshot, error) {
 			ref.Name = opts.Ref
 		}
 	}
-	snap, _, err := f.Fetch(context.Background(), RemoteOptions{URL: src, Ref: ref, Path: opts.Path, Auth: opts.Auth, Timeout: opts.Timeout})
+	snap, _, err := f.Fetch(ctx, RemoteOptions{URL: src, Ref: ref, Path: opts.Path, Auth: opts.Auth, Timeout: opts.Timeout})
 	return snap, err
 }
 

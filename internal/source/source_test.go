@@ -42,7 +42,7 @@ func read(t *testing.T, snap *Snapshot, rel string) string {
 func TestOpenDirectory(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "deploy", "a.yaml"), "a")
-	snap, err := Open(dir, Options{Path: "deploy"})
+	snap, err := Open(t.Context(), dir, Options{Path: "deploy"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,10 +50,10 @@ func TestOpenDirectory(t *testing.T) {
 	if snap.Root != dir || snap.Path != "deploy" || snap.Revision != "" {
 		t.Errorf("snapshot %+v", snap)
 	}
-	if _, err := Open(dir, Options{Ref: "main"}); err == nil {
+	if _, err := Open(t.Context(), dir, Options{Ref: "main"}); err == nil {
 		t.Error("--ref on a plain directory: no error")
 	}
-	if _, err := Open(filepath.Join(dir, "missing"), Options{}); err == nil {
+	if _, err := Open(t.Context(), filepath.Join(dir, "missing"), Options{}); err == nil {
 		t.Error("missing directory: no error")
 	}
 }
@@ -85,7 +85,7 @@ func TestOpenGitRepository(t *testing.T) {
 		{first[:10], first, "v1"},
 	}
 	for _, tt := range tests {
-		snap, err := Open(repo, Options{Ref: tt.ref})
+		snap, err := Open(t.Context(), repo, Options{Ref: tt.ref})
 		if err != nil {
 			t.Fatalf("ref %q: %v", tt.ref, err)
 		}
@@ -110,7 +110,7 @@ func TestOpenGitRepository(t *testing.T) {
 		}
 	}
 
-	_, err := Open(repo, Options{Ref: "no-such-branch"})
+	_, err := Open(t.Context(), repo, Options{Ref: "no-such-branch"})
 	if !errors.Is(err, ErrRefNotFound) {
 		t.Errorf("missing ref: error %v, want ErrRefNotFound", err)
 	}
@@ -124,7 +124,7 @@ func TestOpenRefusesSymlinkLeavingRepository(t *testing.T) {
 	}
 	runGit(t, repo, "add", ".")
 	runGit(t, repo, "commit", "-q", "-m", "escape")
-	_, err := Open(repo, Options{})
+	_, err := Open(t.Context(), repo, Options{})
 	if err == nil || !strings.Contains(err.Error(), "passwd.yaml: symbolic link to ../../etc/passwd leaves the repository") {
 		t.Errorf("error %v", err)
 	}

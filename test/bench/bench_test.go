@@ -101,7 +101,7 @@ func TestWorkloadHasAThousandObjects(t *testing.T) {
 		dir = out // keep it, to run the tools on it by hand
 	}
 	WriteWorkload(t, dir, 0)
-	bundle, err := render.Render(render.Options{Root: dir})
+	bundle, err := render.Render(t.Context(), render.Options{Root: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,11 +191,11 @@ configMapGenerator:
 func BenchmarkPolicies(b *testing.B) {
 	dir := b.TempDir()
 	WriteWorkload(b, dir, 0)
-	bundle, err := render.Render(render.Options{Root: dir})
+	bundle, err := render.Render(b.Context(), render.Options{Root: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
-	admission, err := policy.LoadAdmission(dir, ".", bundle.Objects) // gitk8s's own admission policies too
+	admission, err := policy.LoadAdmission(b.Context(), dir, ".", bundle.Objects) // gitk8s's own admission policies too
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,318 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/cluster"
+	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/federation"
+	"github.com/gitk8s/gitk8s/internal/policy"
+	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/source"
+)
+
+// errPolicyBlocked stops an apply whose objects break an enforced policy.
+var errPolicyBlocked = errors.New("policy violations: nothing was applied")
+
+// Run runs one sync once: snapshot, render, federate, policy gate, plan,
+// apply, prune, health, for every cluster at once. It never panics on bad
+// input and never prunes after a failure; what went wrong is in the
+// Result, masked.
+func Run(ctx context.Context, req Request) *Result {
+	res := &Result{Name: req.Name, Masker: diff.NewMasker()}
+	snap, err := req.Source.Open(ctx)
+	if err != nil {
+		res.Reason, res.Err = SourceUnavailable, err
+		return res
+	}
+	defer snap.Close()
+	res.Origin, res.Revision = snap.Origin, snap.Revision
+	bundle, err := render.Render(ctx, req.Settings.Render.Options(snap))
+	if err != nil {
+		res.Reason, res.Err = RenderFailed, err
+		return res
+	}
+	res.Objects = len(bundle.Objects)
+	if req.Hooks.Rendered != nil {
+		req.Hooks.Rendered(len(bundle.Objects))
+	}
+	// Every text a run returns passes through one Masker that knows every
+	// Secret value of the bundle before anything can fail.
+	for _, o := range bundle.Objects {
+		res.Masker.Learn(o.Object)
+	}
+	gate, err := GateConfig(ctx, req.Settings.Policy, snap, bundle)
+	if err != nil {
+		res.Reason, res.Err = RenderFailed, mask(res.Masker, err)
+		return res
+	}
+	healths := probe(ctx, req.Clusters)
+	objectsFor, placements, err := expand(bundle, req.Clusters, healths, res.Masker)
+	if err != nil {
+		res.Reason, res.Err = RenderFailed, mask(res.Masker, err)
+		return res
+	}
+	res.Placements = placements
+
+	res.Clusters = make([]ClusterResult, len(req.Clusters))
+	var wg sync.WaitGroup
+	for i, c := range req.Clusters {
+		res.Clusters[i].Name = c.Name
+		wg.Go(func() {
+			out := &res.Clusters[i]
+			if err := unavailable(c, healths[i]); err != nil {
+				out.Reason, out.Err = ClusterUnavailable, mask(res.Masker, err)
+			} else {
+				runCluster(ctx, req, c.Target, objectsFor[c.Name], gate, res.Masker, out)
+			}
+			if req.Hooks.ClusterDone != nil {
+				req.Hooks.ClusterDone(c.Target, out)
+			}
+		})
+	}
+	wg.Wait()
+	res.Reason, res.Err = summarize(res.Clusters)
+	return res
+}
+
+// GateConfig is the policy gate of a sync over a rendered snapshot, or nil
+// when the gate is off: the built-in rules with the settings' modes, and
+// the admission policies of gitk8s, of the repository's policy folders and
+// of the bundle.
+func GateConfig(ctx context.Context, s PolicySettings, snap *source.Snapshot, bundle *render.Bundle) (*policy.Config, error) {
+	if s.Off {
+		return nil, nil
+	}
+	cfg, errs := s.Settings.Config()
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("policies: %w", errors.Join(errs...))
+	}
+	var admission *policy.AdmissionPolicies
+	var err error
+	if len(s.Dirs) > 0 {
+		admission, err = policy.LoadAdmissionDirs(ctx, snap.Root, snap.Path, s.Dirs, bundle.Objects)
+	} else {
+		admission, err = policy.LoadAdmission(ctx, snap.Root, snap.Path, bundle.Objects)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.Admission = admission
+	return &cfg, nil
+}
+
+// probe asks every reachable cluster's /readyz once, all at once.
+func probe(ctx context.Context, clusters []Cluster) []cluster.Health {
+	healths := make([]cluster.Health, len(clusters))
+	var wg sync.WaitGroup
+	for i, c := range clusters {
+		if c.Target == nil {
+			healths[i] = cluster.Health{State: cluster.Offline, Reason: "not reached"}
+			continue
+		}
+		wg.Go(func() { healths[i] = cluster.Probe(ctx, c.Target) })
+	}
+	wg.Wait()
+	return healths
+}
+
+// unavailable says why a cluster cannot be synced, or nil.
+func unavailable(c Cluster, h cluster.Health) error {
+	switch {
+	case c.Target == nil && c.Unavailable != nil:
+		return fmt.Errorf("%w; nothing was applied or pruned there", c.Unavailable)
+	case c.Target == nil:
+		return fmt.Errorf("cluster %s could not be reached; nothing was applied or pruned there", c.Name)
+	case h.State != cluster.Ready:
+		return fmt.Errorf("cluster %s (%s) is %s: %s; nothing was applied or pruned there", c.Name, c.Target.Server, h.State, h.Reason)
+	}
+	return nil
+}
+
+// expand places the bundle's objects per cluster: KubeFed objects by their
+// placements, with replicas only for clusters that are Ready; everything
+// else goes to every cluster. The Masker learns the Secrets federation
+// makes before any text about them is shown.
+func expand(bundle *render.Bundle, clusters []Cluster, healths []cluster.Health, masker *diff.Masker) (map[string][]*render.Object, []federation.Placement, error) {
+	objectsFor := map[string][]*render.Object{}
+	if !federation.HasFederated(bundle.Objects) {
+		for _, c := range clusters {
+			objectsFor[c.Name] = bundle.Objects
+		}
+		return objectsFor, nil, nil
+	}
+	members := make([]federation.Cluster, len(clusters))
+	for i, c := range clusters {
+		members[i] = federation.Cluster{Name: c.Name, Labels: c.Labels, Ready: healths[i].State == cluster.Ready}
+	}
+	res, err := federation.Expand(bundle.Objects, members)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, objects := range res.PerCluster {
+		for _, o := range objects {
+			masker.Learn(o.Object)
+		}
+	}
+	return res.PerCluster, res.Placements, nil
+}
+
+// runCluster is one cluster's part: the policy gate while the plan reads
+// and dry-runs, then the apply, which writes only once the gate passed.
+func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*render.Object, gate *policy.Config, masker *diff.Masker, out *ClusterResult) {
+	if req.Settings.ClusterTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.Settings.ClusterTimeout)
+		defer cancel()
+	}
+	target := *t
+	if req.Settings.Namespace != "" {
+		target.Namespace = req.Settings.Namespace
+	}
+	opts := req.Settings.applyOptions(req.Name, req.DryRun, req.Memory)
+	opts.Masker = masker
+	var gateDone chan struct{}
+	if gate != nil {
+		gateDone = make(chan struct{})
+		go func() {
+			defer close(gateDone)
+			live := policy.NewLive(ctx, &target)
+			out.Findings = policy.EvaluateIn(&policy.Context{Objects: objects, Live: live, DefaultNamespace: target.Namespace}, *gate)
+			if err := live.Err(); err != nil {
+				out.Warnings = append(out.Warnings, masker.Redact(fmt.Sprintf("cluster %s: the policy gate could not read live state, so its rules ran without it: %v", t.Name, err)))
+			}
+		}()
+		opts.BeforeWrite = func(ctx context.Context) error {
+			select {
+			case <-gateDone:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if policy.Blocking(out.Findings) {
+				return errPolicyBlocked
+			}
+			return nil
+		}
+	}
+	if req.Hooks.Applying != nil {
+		done := req.Hooks.Applying(t.Name)
+		defer done()
+	}
+	cs, err := apply.NewManager(&target, opts).Apply(ctx, objects)
+	if gateDone != nil {
+		<-gateDone
+	}
+	if cs != nil {
+		for _, e := range cs.Entries {
+			e.HealthMessage = masker.Redact(e.HealthMessage)
+		}
+	}
+	out.ChangeSet = cs
+	out.Reason, out.Err = classify(t.Name, cs, err, req.DryRun, out.Findings)
+	out.Stopped = err != nil
+	out.Err = mask(masker, out.Err)
+}
+
+// classify turns an apply's outcome into a reason and an error. It is the
+// one place that decides what a failure is called.
+func classify(clusterName string, cs *apply.ChangeSet, err error, dryRun bool, findings []policy.Finding) (Reason, error) {
+	if err != nil {
+		err = fmt.Errorf("cluster %s: %w", clusterName, err)
+		switch {
+		case cluster.IsUnavailable(err):
+			return ClusterUnavailable, err
+		case !dryRun && cs != nil && wrote(cs):
+			return ApplyFailed, err
+		}
+		return PlanFailed, err
+	}
+	switch {
+	case policy.Blocking(findings) || errors.Is(cs.Blocked, errPolicyBlocked):
+		return PolicyViolation, fmt.Errorf("cluster %s: policy violations, nothing applied: %s", clusterName, blockingList(findings))
+	case cs.Blocked != nil:
+		return PlanFailed, fmt.Errorf("cluster %s: %w", clusterName, cs.Blocked)
+	case cs.PruneRefused != nil:
+		return PruneRefused, fmt.Errorf("cluster %s: %w", clusterName, cs.PruneRefused)
+	case cs.UnhealthyWave != nil:
+		return HealthCheckFailed, fmt.Errorf("cluster %s: wave %d is not healthy%s", clusterName, *cs.UnhealthyWave, unhealthyList(cs))
+	case cs.Failed():
+		err := fmt.Errorf("cluster %s: %w", clusterName, errors.Join(cs.Errors()...))
+		if !dryRun && wrote(cs) {
+			return ApplyFailed, err
+		}
+		return PlanFailed, err
+	}
+	return Succeeded, nil
+}
+
+// blockingList names the findings that block, one per line.
+func blockingList(findings []policy.Finding) string {
+	var msgs []string
+	for _, f := range findings {
+		if f.Severity == policy.Error {
+			where := f.File
+			if f.Line > 0 {
+				where = fmt.Sprintf("%s:%d", f.File, f.Line)
+			}
+			msgs = append(msgs, fmt.Sprintf("%s: %s: %s: %s", where, f.Rule, f.Object, f.Message))
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// unhealthyList names the objects that are not healthy.
+func unhealthyList(cs *apply.ChangeSet) string {
+	var names []string
+	for _, e := range cs.Entries {
+		if e.Health != "" && e.Health != "Current" {
+			names = append(names, e.Ref+" is "+string(e.Health))
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(names, ", ")
+}
+
+// summarize is a run's reason and error from its clusters'.
+func summarize(clusters []ClusterResult) (Reason, error) {
+	reason := Succeeded
+	var errs []error
+	for _, c := range clusters {
+		if !c.Reason.Failed() {
+			continue
+		}
+		errs = append(errs, c.Err)
+		if reason == Succeeded || c.Reason == ClusterUnavailable {
+			reason = c.Reason
+		}
+	}
+	return reason, errors.Join(errs...)
+}
+
+// mask masks, in an error's text, every Secret value the Masker knows.
+func mask(m *diff.Masker, err error) error {
+	if err == nil {
+		return nil
+	}
+	text := m.Redact(err.Error())
+	if text == err.Error() {
+		return err
+	}
+	return maskedError{err: err, text: text}
+}
+
+// maskedError is an error whose text had Secret values masked; it unwraps
+// to the original, so errors.Is and As still see what happened.
+type maskedError struct {
+	err  error
+	text string
+}
+
+func (e maskedError) Error() string { return e.text }
+func (e maskedError) Unwrap() error { return e.err }

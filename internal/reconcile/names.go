@@ -1,0 +1,33 @@
+package reconcile
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// InventoryName is the ApplySet parent of the sync with this name, the
+// same from the CLI and the daemon: gitk8s-<name>.
+func InventoryName(syncName string) string { return "gitk8s-" + syncName }
+
+var notNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// SyncNameOf names the sync of a source that was given no name, as the
+// CLI has always named it: the last element of its path or URL, then the
+// rendered folder, lowercased, at most 56 characters (so that its
+// inventory name is a DNS label).
+func SyncNameOf(origin, folder string) string {
+	base := strings.TrimSuffix(filepath.Base(strings.TrimRight(origin, "/")), ".git")
+	if abs, err := filepath.Abs(origin); err == nil && (origin == "." || origin == "") {
+		base = filepath.Base(abs)
+	}
+	name := "gitk8s-" + base
+	if folder != "" && folder != "." {
+		name += "-" + folder
+	}
+	name = strings.Trim(notNameChars.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "-")
+	}
+	return strings.TrimPrefix(name, "gitk8s-")
+}

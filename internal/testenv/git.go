@@ -1,0 +1,142 @@
+package testenv
+
+import (
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Git runs git in dir with a fixed author and returns its output, trimmed;
+// a failure fails the test.
+func Git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.test"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// GitServer serves a bare repository over HTTP on loopback with Debian's
+// git http-backend, and records the requests. With a password set it is
+// private: HTTP basic auth.
+type GitServer struct {
+	// URL is the repository's clone URL.
+	URL string
+	// Work is a clone to commit in; Commit pushes from it.
+	Work string
+
+	mu                 sync.Mutex
+	requests           []string
+	username, password string
+}
+
+// NewGitServer starts a server with an empty repository whose branch is
+// main; it stops when the test ends.
+func NewGitServer(t testing.TB) *GitServer {
+	t.Helper()
+	root, work := t.TempDir(), t.TempDir()
+	Git(t, root, "init", "-q", "--bare", "-b", "main", "repo.git")
+	Git(t, work, "init", "-q", "-b", "main")
+	Git(t, work, "remote", "add", "origin", filepath.Join(root, "repo.git"))
+	s := &GitServer{Work: work}
+	backend := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Root: "/", Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.requests = append(s.requests, r.Method+" "+r.URL.Path)
+		wantUser, wantPass := s.username, s.password
+		s.mu.Unlock()
+		if wantPass != "" {
+			user, pass, ok := r.BasicAuth()
+			if !ok || user != wantUser || pass != wantPass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL + "/repo.git"
+	return s
+}
+
+// RequireAuth makes the repository private, or changes its password.
+func (s *GitServer) RequireAuth(username, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.username, s.password = username, password
+}
+
+// Commit writes files (name → content; an empty content removes the
+// file), commits them and pushes; it returns the new commit.
+func (s *GitServer) Commit(t testing.TB, files map[string]string) string {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(s.Work, name)
+		if content == "" {
+			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	Git(t, s.Work, "add", "-A")
+	Git(t, s.Work, "commit", "-q", "--allow-empty", "-m", "change")
+	Git(t, s.Work, "push", "-q", "-f", "origin", "main")
+	return Git(t, s.Work, "rev-parse", "HEAD")
+}
+
+// Take returns the requests since the last call, as "METHOD /path".
+func (s *GitServer) Take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.requests
+	s.requests = nil
+	return r
+}
+
+// WriteFiles writes files (name → content, names may hold folders) into a
+// new temporary directory and returns it.
+func WriteFiles(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Within waits until ok holds, checking every 20 ms, or fails the test
+// after d.
+func Within(t testing.TB, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not happen within %s", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
