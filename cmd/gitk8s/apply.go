@@ -255,7 +255,7 @@ func printApplyText(stdout, stderr io.Writer, report applyReport, withHealth, dr
 			fmt.Fprintf(stdout, "== cluster %s\n", cr.Cluster)
 		}
 		if cr.Error != "" {
-			fmt.Fprintf(stderr, "cluster %s: %s\n", cr.Cluster, cr.Error)
+			fmt.Fprintln(stderr, cr.Error)
 			continue
 		}
 		printWarnings(stderr, cr.Warnings)

@@ -160,7 +160,7 @@ func printDiffText(stdout, stderr io.Writer, report applyReport, color bool) {
 	}
 	for _, cr := range report.Clusters {
 		if cr.Error != "" {
-			fmt.Fprintf(stderr, "cluster %s: %s\n", cr.Cluster, cr.Error)
+			fmt.Fprintln(stderr, cr.Error)
 			continue
 		}
 		if len(report.Clusters) > 1 {

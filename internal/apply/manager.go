@@ -136,7 +136,7 @@ func (m *Manager) Apply(ctx context.Context, objects []*render.Object) (*ChangeS
 		r.mergeAdopted()
 		if m.opts.Memory != nil {
 			if r.remembered, err = m.opts.Memory.Load(r.memoryKey()); err != nil {
-				return nil, fmt.Errorf("load applied-state memory: %w", err)
+				return nil, fmt.Errorf("cluster %s: load applied-state memory: %w", m.target.Name, err)
 			}
 		}
 	}
@@ -208,7 +208,7 @@ func (r *run) save() error {
 		}
 	}
 	if err := r.opts.Memory.Save(r.memoryKey(), entries); err != nil {
-		return fmt.Errorf("save applied-state memory: %w", err)
+		return fmt.Errorf("cluster %s: save applied-state memory: %w", r.target.Name, err)
 	}
 	return nil
 }

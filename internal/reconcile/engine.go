@@ -221,11 +221,11 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 // classify turns an apply's outcome into a reason and an error. It is the
 // one place that decides what a failure is called.
 func classify(clusterName string, cs *apply.ChangeSet, err error, dryRun bool, findings []policy.Finding) (Reason, error) {
+	// The apply's own errors name the cluster already.
 	if err != nil {
-		err = fmt.Errorf("cluster %s: %w", clusterName, err)
 		switch {
 		case cluster.IsUnavailable(err):
-			return ClusterUnavailable, err
+			return ClusterUnavailable, fmt.Errorf("cluster %s became unreachable during the sync; nothing more was written or pruned there: %w", clusterName, err)
 		case !dryRun && cs != nil && wrote(cs):
 			return ApplyFailed, err
 		}
