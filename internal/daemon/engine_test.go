@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gitk8s/gitk8s/internal/reconcile"
+	"github.com/gitk8s/gitk8s/internal/testenv"
+)
+
+// TestSyncSettingsReachTheEngine sets, in a daemon sync, the render,
+// namespace and inventory settings the CLI has flags for: the jsonnet
+// entry and its top-level argument are evaluated, objects without a
+// namespace go to the sync's, and the inventory has the configured name.
+func TestSyncSettingsReachTheEngine(t *testing.T) {
+	ns := env.Namespace(t)
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{
+		"app/main.jsonnet":  "function(value) { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'from-jsonnet' }, data: { value: value } }\n",
+		"app/other.jsonnet": "error 'only the entry is evaluated'\n",
+	})
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- name: settings-%[3]s
+  source:
+    url: %[4]s
+    ref: {branch: main}
+    path: app
+    jsonnet: {entry: main.jsonnet, tlas: {value: from-the-config}}
+  clusters: [local]
+  namespace: %[3]s
+  inventory: {name: inventory-%[3]s}
+  policies: {skip: true}
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL))
+	if err := d.Reconcile(context.Background(), d.cfg.Syncs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := configMapValue(t, ns, "from-jsonnet"); got != "from-the-config" {
+		t.Errorf("value %q, want the configured top-level argument", got)
+	}
+	if _, err := env.Client(t, "").CoreV1().Secrets("gitk8s-system").Get(context.Background(), "inventory-"+ns, metav1.GetOptions{}); err != nil {
+		t.Errorf("the configured inventory: %v", err)
+	}
+}
+
+// TestFederatedReplicasSkipAnOfflineCluster federates a Deployment over a
+// cluster that answers and one that does not: the daemon gives every
+// replica to the one that answers, and its status shows the placement.
+func TestFederatedReplicasSkipAnOfflineCluster(t *testing.T) {
+	ns := env.Namespace(t)
+	offline := filepath.Join(t.TempDir(), "offline.kubeconfig")
+	if err := os.WriteFile(offline, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: offline, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: offline, context: {cluster: offline, user: u}}]
+current-context: offline
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{"fed.yaml": fmt.Sprintf(`apiVersion: types.kubefed.io/v1beta1
+kind: FederatedNamespace
+metadata: {name: %[1]s, namespace: %[1]s}
+spec: {placement: {clusters: [{name: local}, {name: offline}]}}
+---
+apiVersion: types.kubefed.io/v1beta1
+kind: FederatedDeployment
+metadata: {name: web, namespace: %[1]s}
+spec:
+  template:
+    spec:
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec: {containers: [{name: web, image: nginx}]}
+  placement: {clusters: [{name: local}, {name: offline}]}
+---
+apiVersion: scheduling.kubefed.io/v1alpha1
+kind: ReplicaSchedulingPreference
+metadata: {name: web, namespace: %[1]s}
+spec:
+  targetKind: FederatedDeployment
+  totalReplicas: 4
+  clusters: {local: {weight: 1}, offline: {weight: 1}}
+`, ns)})
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+- {name: offline, kubeconfig: {context: offline, path: %s}}
+leaderElection: {cluster: local}
+syncs:
+- name: fed-%s
+  source: {url: %s, ref: {branch: main}}
+  clusters: [local, offline]
+  policies: {skip: true}
+`, env.Contexts[0], env.Kubeconfig, offline, ns, srv.URL))
+	_ = d.Reconcile(context.Background(), d.cfg.Syncs[0])
+	st := statusNamed(d, "fed-"+ns)
+	if reason := st.Condition("Ready").Reason; reason != string(reconcile.ClusterUnavailable) {
+		t.Errorf("reason %s (%s), want ClusterUnavailable for the offline cluster", reason, st.LastError)
+	}
+	dep, err := env.Client(t, "").AppsV1().Deployments(ns).Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 4 {
+		t.Errorf("the cluster that answers runs %v replicas, want all 4", dep.Spec.Replicas)
+	}
+	var web *FederatedStatus
+	for i, f := range st.Federated {
+		if f.Object == "FederatedDeployment/"+ns+"/web" {
+			web = &st.Federated[i]
+		}
+	}
+	if web == nil || web.Replicas["local"] != 4 || web.Replicas["offline"] != 0 {
+		t.Errorf("status placements %+v, want 4 replicas on local and none on offline", st.Federated)
+	}
+}
