@@ -127,18 +127,18 @@ func newReport(res *reconcile.Result) applyReport {
 	for i := range res.Clusters {
 		report.Clusters = append(report.Clusters, newClusterReport(&res.Clusters[i]))
 	}
-	report.Federated = federatedReports(res.Placements, report.Clusters)
+	report.Federated = res.FederatedStatus()
 	return report
 }
 
 // applyReport is the result of an apply or diff, as printed with -o json.
 type applyReport struct {
 	// Sync names the sync; its inventory is named after it.
-	Sync      string            `json:"sync,omitempty"`
-	Source    string            `json:"source"`
-	Revision  string            `json:"revision,omitempty"`
-	Clusters  []clusterReport   `json:"clusters"`
-	Federated []federatedReport `json:"federated,omitempty"`
+	Sync      string                `json:"sync,omitempty"`
+	Source    string                `json:"source"`
+	Revision  string                `json:"revision,omitempty"`
+	Clusters  []clusterReport       `json:"clusters"`
+	Federated []reconcile.Federated `json:"federated,omitempty"`
 }
 
 type clusterReport struct {

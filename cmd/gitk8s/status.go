@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
@@ -65,22 +62,15 @@ Exit status: 0 every cluster is Ready, 1 some cluster is not, 2 error.`,
 					if h.State != cluster.Ready {
 						return
 					}
-					list, err := t.Metadata.Resource(schema.GroupVersionResource{Version: "v1", Resource: "secrets"}).Namespace(namespace).
-						List(cmd.Context(), metav1.ListOptions{LabelSelector: apply.LabelApplySetID})
+					inventories, err := apply.ListInventories(cmd.Context(), t, namespace)
 					if err != nil {
 						reports[i].Reason = "cannot list inventories: " + err.Error()
 						return
 					}
-					for _, item := range list.Items {
-						ann := item.Annotations
-						reports[i].Inventories = append(reports[i].Inventories, inventoryReport{
-							Name: item.Name, Namespace: item.Namespace, ID: item.Labels[apply.LabelApplySetID],
-							Tooling:    ann[apply.AnnotationTooling],
-							Kinds:      splitNonEmpty(ann[apply.AnnotationContainsGroupKinds]),
-							Namespaces: splitNonEmpty(ann[apply.AnnotationAdditionalNamespaces]),
-						})
+					for _, inv := range inventories {
+						reports[i].Inventories = append(reports[i].Inventories, inventoryReport{Name: inv.Name, Namespace: inv.Namespace, ID: inv.ID,
+							Tooling: inv.Tooling, Kinds: inv.Kinds, Namespaces: inv.Namespaces})
 					}
-					sort.Slice(reports[i].Inventories, func(a, b int) bool { return reports[i].Inventories[a].Name < reports[i].Inventories[b].Name })
 				})
 			}
 			wg.Wait()
@@ -120,16 +110,6 @@ Exit status: 0 every cluster is Ready, 1 some cluster is not, 2 error.`,
 	cmd.Flags().StringVar(&namespace, "inventory-namespace", apply.DefaultInventoryNamespace, "namespace of the inventory Secrets")
 	cmd.Flags().StringVar(&daemonURL, "daemon", "", "show the syncs of a running daemon instead (its address, such as http://gitk8s.gitk8s-system:9292)")
 	return cmd
-}
-
-func splitNonEmpty(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // daemonStatus shows a daemon's syncs from its /api/v1/syncs.

@@ -7,10 +7,9 @@ import (
 	"sort"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/gitk8s/gitk8s/internal/apiversions"
+	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
@@ -132,32 +131,22 @@ func removedAPIFindings(bundle *render.Bundle) []policy.Finding {
 	return out
 }
 
-// servedFindings checks that a cluster serves every kind at its version.
+// servedFindings checks that a cluster serves every kind at its version,
+// with the plan's own check; removed versions are reported already, with
+// their fix, by removedAPIFindings.
 func servedFindings(t *cluster.Target, bundle *render.Bundle) ([]policy.Finding, error) {
-	if _, err := t.Discovery.ServerVersion(); err != nil {
-		return nil, fmt.Errorf("cluster %s (%s) unreachable: %w", t.Name, t.Server, err)
-	}
-	crds := map[string]bool{}
-	for _, o := range bundle.Objects {
-		if o.Object.GetKind() == "CustomResourceDefinition" {
-			group, _, _ := unstructured.NestedString(o.Object.Object, "spec", "group")
-			kind, _, _ := unstructured.NestedString(o.Object.Object, "spec", "names", "kind")
-			crds[kind+"."+group] = true
-		}
+	unserved, err := apply.Unserved(t, bundle.Objects)
+	if err != nil {
+		return nil, err
 	}
 	var out []policy.Finding
 	for _, o := range bundle.Objects {
-		gvk := o.Object.GroupVersionKind()
-		if _, removed := apiversions.Lookup(gvk); removed {
-			continue // already reported, with the fix
+		why, ok := unserved[o]
+		if _, removed := apiversions.Lookup(o.Object.GroupVersionKind()); !ok || removed {
+			continue
 		}
-		_, err := t.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if meta.IsNoMatchError(err) && !crds[gvk.Kind+"."+gvk.Group] {
-			out = append(out, policy.Finding{Rule: "api-not-served", Severity: policy.Error, Source: o.Source, File: o.Source.File, Line: o.Source.Line, Object: o.Ref(),
-				Message: fmt.Sprintf("cluster %s does not serve %s %s; install its CRD or fix apiVersion", t.Name, gvk.GroupVersion(), gvk.Kind)})
-		} else if err != nil && !meta.IsNoMatchError(err) {
-			return nil, fmt.Errorf("cluster %s: %w", t.Name, err)
-		}
+		out = append(out, policy.Finding{Rule: "api-not-served", Severity: policy.Error, Source: o.Source, File: o.Source.File, Line: o.Source.Line, Object: o.Ref(),
+			Message: why.Error()})
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gitk8s/gitk8s/internal/cluster"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -207,4 +208,31 @@ func sortedGroupKinds(kinds map[schema.GroupKind]bool) []schema.GroupKind {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
+}
+
+// Inventory describes one ApplySet parent as found in a cluster.
+type Inventory struct {
+	Name, Namespace, ID string
+	// Tooling is what wrote it (gitk8s/<version>, kubectl/<version>).
+	Tooling string
+	// Kinds and Namespaces are where its members may live.
+	Kinds      []string
+	Namespaces []string
+}
+
+// ListInventories lists the ApplySet parents (Secrets) in a namespace,
+// metadata only, sorted by name.
+func ListInventories(ctx context.Context, t *cluster.Target, namespace string) ([]Inventory, error) {
+	list, err := t.Metadata.Resource(secretsGVR).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelApplySetID})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: list inventories in %s: %w", t.Name, namespace, err)
+	}
+	out := make([]Inventory, 0, len(list.Items))
+	for _, item := range list.Items {
+		ann := item.Annotations
+		out = append(out, Inventory{Name: item.Name, Namespace: item.Namespace, ID: item.Labels[LabelApplySetID],
+			Tooling: ann[AnnotationTooling], Kinds: splitList(ann[AnnotationContainsGroupKinds]), Namespaces: splitList(ann[AnnotationAdditionalNamespaces])})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }

@@ -214,11 +214,18 @@ func (r *run) save() error {
 }
 
 // skipUnwritten marks every object that was not written (and did not
-// fail) as skipped.
+// fail), and every planned prune, as skipped.
 func (r *run) skipUnwritten() {
 	for _, it := range r.items {
 		if !it.written && it.entry.Action != Failed {
 			it.entry.Action = Skipped
+		}
+	}
+	// Nothing is pruned after a failure: members planned for deletion
+	// are not deleted.
+	for _, p := range r.prunes {
+		if !p.gone && p.entry.Action == Pruned {
+			p.entry.Action = Skipped
 		}
 	}
 }

@@ -202,7 +202,12 @@ func (m *Manager) resolve(it *item, crds map[schema.GroupKind]bool) error {
 			it.unmapped = true
 			it.entry.Namespaced = namespaced
 		} else {
+			// Its scope is unknown: it keeps the namespace it was given,
+			// and its entry and error name it alike.
+			it.entry.ID = render.IDOf(it.obj)
+			it.entry.Ref = render.RefOf(it.obj)
 			m.fail(it, m.unknownKind(gvk))
+			return nil
 		}
 	default:
 		return fmt.Errorf("cluster %s: map %s: %w", m.target.Name, gvk, err)

@@ -3,6 +3,7 @@ package apply_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -136,6 +137,15 @@ func TestRefusedSecretErrorHidesValues(t *testing.T) {
 				if leaks := secretLeaks(e.Err.Error()+e.Diff, tc.value); len(leaks) > 0 {
 					t.Errorf("dry run %t: error shows the Secret value %q: %v", dryRun, leaks, e.Err)
 				}
+				// The masked error still wraps the API server's, which
+				// quotes the value: otherwise this case tests nothing.
+				quoted := false
+				for err := errors.Unwrap(e.Err); err != nil; err = errors.Unwrap(err) {
+					quoted = quoted || len(secretLeaks(err.Error(), tc.value)) > 0
+				}
+				if !quoted {
+					t.Errorf("dry run %t: the API server's error does not quote the value: %v", dryRun, e.Err)
+				}
 				if !strings.HasPrefix(e.Err.Error(), e.Source.String()+": "+e.Ref+": ") {
 					t.Errorf("dry run %t: error does not start with the source and the object: %v", dryRun, e.Err)
 				}
@@ -150,13 +160,13 @@ func TestInvalidObjectWritesNothing(t *testing.T) {
 	tests := []struct {
 		name string
 		bad  string // %s is the namespace
-		// ref names the bad object; want is in its error.
-		ref, want string
+		// kind is the bad object's kind; want is in its error.
+		kind, want string
 	}{
 		{
 			name: "value the API server refuses",
 			bad:  "apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: %s}\nspec: {type: Nope, ports: [{port: 80}]}\n",
-			ref:  "Service/%s/bad", want: "spec.type",
+			kind: "Service", want: "spec.type",
 		},
 		{
 			name: "negative replicas",
@@ -171,17 +181,17 @@ spec:
     spec:
       containers: [{name: app, image: nginx}]
 `,
-			ref: "Deployment/%s/bad", want: "spec.replicas",
+			kind: "Deployment", want: "spec.replicas",
 		},
 		{
 			name: "wave that is not a number",
 			bad:  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, namespace: %s, annotations: {gitk8s.io/wave: first}}\n",
-			ref:  "ConfigMap/%s/bad", want: apply.AnnotationWave,
+			kind: "ConfigMap", want: apply.AnnotationWave,
 		},
 		{
 			name: "kind the cluster does not serve",
 			bad:  "apiVersion: nowhere.example.test/v1\nkind: Gadget\nmetadata: {name: bad, namespace: %s}\n",
-			ref:  "Gadget/%s/bad", want: "not known",
+			kind: "Gadget", want: "not known",
 		},
 	}
 	for _, tc := range tests {
@@ -200,11 +210,19 @@ spec:
 			if !cs.Failed() {
 				t.Fatalf("apply did not fail: %v", actions(cs))
 			}
-			bad := entry(t, cs, fmt.Sprintf(tc.ref, ns))
+			var bad *apply.ChangeSetEntry
+			for _, e := range cs.Entries {
+				if e.ID.GroupKind.Kind == tc.kind && e.ID.Name == "bad" {
+					bad = e
+				}
+			}
+			if bad == nil {
+				t.Fatalf("no entry for the %s: %v", tc.kind, actions(cs))
+			}
 			if bad.Action != apply.Failed || bad.Err == nil || !strings.Contains(bad.Err.Error(), tc.want) {
 				t.Errorf("%s is %s with error %v, want failed naming %q", bad.Ref, bad.Action, bad.Err, tc.want)
 			}
-			if bad.Source.File != bundleFile || !strings.HasPrefix(bad.Err.Error(), bad.Source.String()+": "+bad.Ref+": ") {
+			if bad.Source.File != bundleFile || !strings.HasPrefix(bad.Err.Error(), bad.Source.String()+": "+tc.kind+"/") {
 				t.Errorf("error does not start with the file, line and object: %v", bad.Err)
 			}
 			for _, name := range []string{"keep", "a", "b", "fresh"} {
@@ -226,5 +244,19 @@ spec:
 				t.Errorf("ConfigMap gone was pruned after a failed plan")
 			}
 		})
+	}
+}
+
+// TestUnknownKindEntryAgreesWithItsError: an object of a kind the cluster
+// does not serve is named the same way by its entry and by its error.
+func TestUnknownKindEntryAgreesWithItsError(t *testing.T) {
+	ns := env.Namespace(t)
+	cs := run(t, options(ns), decode(t, "apiVersion: nowhere.example.test/v1\nkind: Gadget\nmetadata: {name: bad, namespace: "+ns+"}\n"))
+	if len(cs.Entries) != 1 || cs.Entries[0].Action != apply.Failed {
+		t.Fatalf("the Gadget did not fail: %v", actions(cs))
+	}
+	e := cs.Entries[0]
+	if want := e.Source.String() + ": " + e.Ref + ": "; !strings.HasPrefix(e.Err.Error(), want) {
+		t.Errorf("entry %s (id %s), but its error names another object: %v", e.Ref, e.ID, e.Err)
 	}
 }

@@ -127,34 +127,34 @@ func threeConfigMaps(ns string) []string {
 	return []string{configMap(ns, "a", "v"), configMap(ns, "b", "v"), configMap(ns, "c", "v")}
 }
 
-// TestNoPruneAfterFailure: when anything fails, before or after the first
-// write, nothing is pruned, and the change set says so.
-func TestNoPruneAfterFailure(t *testing.T) {
-	tests := []struct {
-		name string
-		// extra is rendered next to the kept objects in the second apply.
-		extra func(ns string) []string
-		// modify sets what makes the apply fail.
-		modify func(*apply.Options)
-		// wrote is whether the apply wrote anything before it failed.
-		wrote bool
-	}{
-		{
-			name: "plan fails",
-			extra: func(ns string) []string {
-				return []string{"apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: " + ns + "}\nspec: {type: Nope, ports: [{port: 80}]}\n"}
-			},
+// pruneFailure is an apply with Prune that fails.
+type pruneFailure struct {
+	name string
+	// extra is rendered next to the kept objects in the second apply.
+	extra func(ns string) []string
+	// modify sets what makes the apply fail.
+	modify func(*apply.Options)
+	// wrote is whether the apply writes anything before it fails.
+	wrote bool
+}
+
+var pruneFailures = []pruneFailure{
+	{
+		name: "plan fails",
+		extra: func(ns string) []string {
+			return []string{"apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: " + ns + "}\nspec: {type: Nope, ports: [{port: 80}]}\n"}
 		},
-		{
-			name: "BeforeWrite refuses",
-			modify: func(o *apply.Options) {
-				o.BeforeWrite = func(context.Context) error { return errors.New("policy says no") }
-			},
+	},
+	{
+		name: "BeforeWrite refuses",
+		modify: func(o *apply.Options) {
+			o.BeforeWrite = func(context.Context) error { return errors.New("policy says no") }
 		},
-		{
-			name: "wave not healthy",
-			extra: func(ns string) []string {
-				return []string{fmt.Sprintf(`apiVersion: apps/v1
+	},
+	{
+		name: "wave not healthy",
+		extra: func(ns string) []string {
+			return []string{fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: stuck, namespace: %s, annotations: {gitk8s.io/wave: "-1"}}
 spec:
@@ -165,32 +165,55 @@ spec:
     spec:
       containers: [{name: app, image: nginx}]
 `, ns, controlplane.NeverReadyLabel)}
-			},
-			modify: func(o *apply.Options) { o.WaveTimeout = 3 * time.Second },
-			wrote:  true,
 		},
+		modify: func(o *apply.Options) { o.WaveTimeout = 3 * time.Second },
+		wrote:  true,
+	},
+}
+
+// fail applies four ConfigMaps, then the failure without the ConfigMap
+// "gone", with Prune.
+func (f pruneFailure) fail(t *testing.T, ns string) *apply.ChangeSet {
+	t.Helper()
+	opts := options(ns)
+	opts.Prune = true
+	mustApply(t, opts, decode(t, append(threeConfigMaps(ns), configMap(ns, "gone", "v"))...))
+	docs := threeConfigMaps(ns)
+	if f.extra != nil {
+		docs = append(docs, f.extra(ns)...)
 	}
-	for _, tc := range tests {
+	if f.modify != nil {
+		f.modify(&opts)
+	}
+	cs := run(t, opts, decode(t, docs...))
+	if !cs.Failed() {
+		t.Fatalf("apply did not fail: %v", actions(cs))
+	}
+	return cs
+}
+
+// TestNoPruneAfterFailure: when anything fails, before or after the first
+// write, nothing is pruned.
+func TestNoPruneAfterFailure(t *testing.T) {
+	for _, tc := range pruneFailures {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := env.Namespace(t)
-			opts := options(ns)
-			opts.Prune = true
-			mustApply(t, opts, decode(t, append(threeConfigMaps(ns), configMap(ns, "gone", "v"))...))
-
-			docs := threeConfigMaps(ns)
-			if tc.extra != nil {
-				docs = append(docs, tc.extra(ns)...)
-			}
-			if tc.modify != nil {
-				tc.modify(&opts)
-			}
-			cs := run(t, opts, decode(t, docs...))
-			if !cs.Failed() {
-				t.Fatalf("apply did not fail: %v", actions(cs))
-			}
+			tc.fail(t, ns)
 			if liveData(t, ns, "gone") == nil {
 				t.Errorf("ConfigMap gone was pruned after a failure")
 			}
+		})
+	}
+}
+
+// TestFailedApplyReportsNoPrune: when an apply fails, the change set
+// reports the members it did not prune as skipped, not pruned, and claims
+// no change it did not make.
+func TestFailedApplyReportsNoPrune(t *testing.T) {
+	for _, tc := range pruneFailures {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := env.Namespace(t)
+			cs := tc.fail(t, ns)
 			if a := actions(cs)["ConfigMap/"+ns+"/gone"]; a != apply.Skipped {
 				t.Errorf("ConfigMap gone, which was not pruned, is reported %q, want %q", a, apply.Skipped)
 			}

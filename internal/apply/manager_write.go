@@ -35,6 +35,27 @@ func (r *run) writeWaves(ctx context.Context) error {
 		order = append(order, w)
 	}
 	sort.Ints(order)
+	// Namespaces and CRDs come first whatever their wave, as the change
+	// set lists them: what the other objects need exists before them.
+	foundation := filter(r.items, func(it *item) bool {
+		return it.entry.Action != Failed && !it.written && phaseOf(it.entry.ID.GroupKind) == phaseFoundation
+	})
+	sort.SliceStable(foundation, func(i, j int) bool { return lessItem(foundation[i], foundation[j]) })
+	var groups [][]*item
+	for i, it := range foundation {
+		if i == 0 || it.rank != foundation[i-1].rank || it.entry.Wave != foundation[i-1].entry.Wave {
+			groups = append(groups, nil)
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], it)
+	}
+	for _, group := range groups {
+		if err := r.write(ctx, group); err != nil {
+			return err
+		}
+		if r.cs.Failed() {
+			return nil
+		}
+	}
 	for i, w := range order {
 		for _, group := range byRank(filter(waves[w], func(it *item) bool { return !it.written })) {
 			if err := r.write(ctx, group); err != nil {

@@ -102,9 +102,12 @@ func TestFieldConflicts(t *testing.T) {
 		force      bool
 		wantAction apply.Action
 		wantValue  string
+		// wantOther is the action on a new object of the same bundle: a
+		// conflict refused fails the plan, so nothing is written.
+		wantOther apply.Action
 	}{
-		{name: "force takes the field over", force: true, wantAction: apply.Configured, wantValue: "git"},
-		{name: "without force the object fails", force: false, wantAction: apply.Failed, wantValue: "theirs"},
+		{name: "force takes the field over", force: true, wantAction: apply.Configured, wantValue: "git", wantOther: apply.Created},
+		{name: "without force the object fails", force: false, wantAction: apply.Failed, wantValue: "theirs", wantOther: apply.Skipped},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,7 +123,7 @@ func TestFieldConflicts(t *testing.T) {
 
 			opts := options(ns)
 			opts.ForceConflicts = tc.force
-			cs := run(t, opts, objs)
+			cs := run(t, opts, append(decode(t, configMap(ns, "other", "v")), objs...))
 			e := entry(t, cs, "ConfigMap/"+ns+"/shared")
 			if e.Action != tc.wantAction {
 				t.Errorf("action %s, want %s (error %v)", e.Action, tc.wantAction, e.Err)
@@ -134,6 +137,12 @@ func TestFieldConflicts(t *testing.T) {
 			data := liveData(t, ns, "shared")
 			if data["a"] != tc.wantValue || data["b"] != "git" {
 				t.Errorf("data %v, want a=%s b=git", data, tc.wantValue)
+			}
+			if a := entry(t, cs, "ConfigMap/"+ns+"/other").Action; a != tc.wantOther {
+				t.Errorf("other is %s, want %s", a, tc.wantOther)
+			}
+			if created := liveData(t, ns, "other") != nil; created != (tc.wantOther == apply.Created) {
+				t.Errorf("other exists: %t, want %t", created, tc.wantOther == apply.Created)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,7 +74,8 @@ func TestNamespaceAndCRDFirst(t *testing.T) {
 			t.Errorf("%s is %s, want created", e.Ref, e.Action)
 		}
 	}
-	wantWrites := []string{"namespaces /" + extra, "customresourcedefinitions /widgets." + group, "configmaps " + extra + "/settings", "widgets " + extra + "/w"}
+	// The audit log files a Namespace under itself.
+	wantWrites := []string{"namespaces " + extra + "/" + extra, "customresourcedefinitions /widgets." + group, "configmaps " + extra + "/settings", "widgets " + extra + "/w"}
 	if d := cmp.Diff(wantWrites, writes(t, mark)); d != "" {
 		t.Errorf("writes in the audit log (-want +got):\n%s", d)
 	}
@@ -83,6 +85,34 @@ func TestNamespaceAndCRDFirst(t *testing.T) {
 	}
 	if size, _, _ := unstructured.NestedInt64(w.Object, "spec", "size"); size != 3 {
 		t.Errorf("Widget w has size %d, want 3", size)
+	}
+}
+
+// TestNamespaceAndCRDFirstWhateverTheirWave: a Namespace and a CRD of a
+// later wave than a ConfigMap, and needed by nothing else of the bundle,
+// still come first, ordered by their own waves, and the cluster sees them
+// written in the order the change set lists them.
+func TestNamespaceAndCRDFirstWhateverTheirWave(t *testing.T) {
+	ns := env.Namespace(t)
+	extra := ns + "-later"
+	group := ns + ".example.test"
+	clusterScoped(t, namespacesGVR, extra)
+	clusterScoped(t, crdsGVR, "widgets."+group)
+	objs := decode(t,
+		configMap(ns, "settings", "v"),
+		withAnnotation(fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", extra), apply.AnnotationWave, "2"),
+		strings.Replace(widgetCRD(group), "metadata: {", "metadata: {annotations: {gitk8s.io/wave: \"1\"}, ", 1),
+	)
+
+	mark := env.MarkAudit(t, "")
+	cs := mustApply(t, apply.DefaultOptions(), objs)
+	wantRefs := []string{"CustomResourceDefinition/widgets." + group, "Namespace/" + extra, "ConfigMap/" + ns + "/settings"}
+	if d := cmp.Diff(wantRefs, refs(cs)); d != "" {
+		t.Errorf("change set order (-want +got):\n%s", d)
+	}
+	wantWrites := []string{"customresourcedefinitions /widgets." + group, "namespaces " + extra + "/" + extra, "configmaps " + ns + "/settings"}
+	if d := cmp.Diff(wantWrites, writes(t, mark)); d != "" {
+		t.Errorf("writes in the audit log (-want +got):\n%s", d)
 	}
 }
 

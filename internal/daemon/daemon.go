@@ -347,7 +347,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		}
 		unhealthy = append(unhealthy, unhealthyOf(&c)...)
 	}
-	d.record(s.Name, rev, string(res.Reason), res.Err, &SyncStatus{Counts: counts, Unhealthy: unhealthy, Federated: federatedStatus(res)})
+	d.record(s.Name, rev, string(res.Reason), res.Err, &SyncStatus{Counts: counts, Unhealthy: unhealthy, Federated: res.FederatedStatus()})
 	for action, n := range counts {
 		d.metrics.objects.WithLabelValues(s.Name, action).Add(float64(n))
 	}

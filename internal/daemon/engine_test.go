@@ -116,7 +116,7 @@ syncs:
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 4 {
 		t.Errorf("the cluster that answers runs %v replicas, want all 4", dep.Spec.Replicas)
 	}
-	var web *FederatedStatus
+	var web *reconcile.Federated
 	for i, f := range st.Federated {
 		if f.Object == "FederatedDeployment/"+ns+"/web" {
 			web = &st.Federated[i]

@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/gitk8s/gitk8s/internal/reconcile"
-	"github.com/gitk8s/gitk8s/internal/render"
 )
 
 // Reasons of the Ready condition.
@@ -42,7 +41,7 @@ type SyncStatus struct {
 	Counts                map[string]int `json:"counts,omitempty"`
 	Unhealthy             []string       `json:"unhealthy,omitempty"`
 	// Federated says where the last reconcile placed each federated object.
-	Federated []FederatedStatus `json:"federated,omitempty"`
+	Federated []reconcile.Federated `json:"federated,omitempty"`
 	// LastError is the last failure; Secret values in it are masked.
 	LastError string `json:"lastError,omitempty"`
 	// Suspended syncs do not reconcile: by suspend: true in the
@@ -60,7 +59,7 @@ func (s *SyncStatus) copy() SyncStatus {
 	c.Conditions = append([]Condition(nil), s.Conditions...)
 	c.Unhealthy = append([]string(nil), s.Unhealthy...)
 	c.Clusters = append([]string(nil), s.Clusters...)
-	c.Federated = append([]FederatedStatus(nil), s.Federated...)
+	c.Federated = append([]reconcile.Federated(nil), s.Federated...)
 	if s.Counts != nil {
 		c.Counts = map[string]int{}
 		for k, v := range s.Counts {
@@ -138,27 +137,4 @@ func (d *Daemon) record(name, rev, reason string, err error, result *SyncStatus)
 	st.LastAppliedRevision = rev
 	st.setCondition(Condition{Type: "Ready", Status: "True", Reason: ReasonSucceeded, Message: "applied " + rev, LastTransitionTime: now})
 	st.setCondition(Condition{Type: "Stalled", Status: "False", Reason: ReasonSucceeded, LastTransitionTime: now})
-}
-
-// FederatedStatus says where one federated object of a sync went.
-type FederatedStatus struct {
-	// Object names the Federated<Kind>, Target the object it became.
-	Object string `json:"object"`
-	Target string `json:"target"`
-	// Clusters are the clusters it was placed on.
-	Clusters []string `json:"clusters"`
-	// Replicas is the replica plan of a ReplicaSchedulingPreference.
-	Replicas map[string]int64 `json:"replicas,omitempty"`
-	// Note explains an empty placement.
-	Note string `json:"note,omitempty"`
-}
-
-// federatedStatus is a reconcile's placements as the status shows them.
-func federatedStatus(res *reconcile.Result) []FederatedStatus {
-	var out []FederatedStatus
-	for _, p := range res.Placements {
-		out = append(out, FederatedStatus{Object: p.Federated, Target: render.Ref(p.Target.GroupKind, p.Target.Namespace, p.Target.Name),
-			Clusters: p.Clusters, Replicas: p.Replicas, Note: p.Note})
-	}
-	return out
 }
