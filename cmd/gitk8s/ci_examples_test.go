@@ -106,6 +106,17 @@ func TestCIExamplesPostTheError(t *testing.T) {
 	if got, _ := os.ReadFile(output); !strings.Contains(string(got), "code=2") {
 		t.Errorf("github: the step recorded %q, want code=2 for the job to fail after the comment", got)
 	}
+	// The same step predicting the daemon's sync of this repository.
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(config, []byte("apiVersion: gitk8s.io/v1alpha1\nkind: Config\nclusters:\n- {name: prod, kubeconfig: {context: "+env.Contexts[0]+", path: "+env.Kubeconfig+"}}\n"+
+		"syncs:\n- {name: shop, source: {url: https://git.example/shop.git, path: deploy}, clusters: [prod]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	md, _ = run("github, predicting the daemon", script, "GITHUB_OUTPUT="+output, "GITK8S_CONFIG="+config, "GITK8S_SYNC=shop", "KUBECONFIG="+env.Kubeconfig)
+	check("github, predicting the daemon", md)
+	if md, _ = run("github, a sync the daemon lacks", script, "GITHUB_OUTPUT="+output, "GITK8S_CONFIG="+config, "GITK8S_SYNC=nosuch"); !strings.Contains(md, "no sync named nosuch") {
+		t.Errorf("github: with GITK8S_CONFIG set the step does not ask the daemon's configuration:\n%s", md)
+	}
 
 	// GitLab: the job's script up to the API call, which needs GitLab.
 	var job map[string]struct {
@@ -126,4 +137,6 @@ func TestCIExamplesPostTheError(t *testing.T) {
 	}
 	md, _ = run("gitlab", strings.Join(steps, "\n"), "CI_MERGE_REQUEST_TARGET_BRANCH_NAME=main")
 	check("gitlab", md)
+	md, _ = run("gitlab, predicting the daemon", strings.Join(steps, "\n"), "GITK8S_CONFIG="+config, "GITK8S_SYNC=shop", "KUBECONFIG="+env.Kubeconfig)
+	check("gitlab, predicting the daemon", md)
 }
