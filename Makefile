@@ -14,7 +14,7 @@ CONTROLPLANE_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-ma
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build controlplane chromium demo demo-down test unit e2e bench lint clean
+.PHONY: all build controlplane chromium demo demo-down test unit e2e bench bench-compare lint clean
 
 all: build
 
@@ -66,6 +66,19 @@ bench: build controlplane
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/multicluster/
 	$(GO) test -run '^$$' -bench UnchangedRemote -benchtime 100x ./internal/source/
 	$(GO) test -run '^$$' -bench WebhookToApplied -benchtime 1x -timeout 20m ./internal/daemon/
+
+## bench-compare: the apply and daemon benchmarks of this tree and of BASE (a commit), in one run
+BASE     ?= HEAD~1
+BASELINE := $(CACHE)/baseline
+bench-compare: build controlplane
+	rm -rf $(BASELINE) && git worktree prune && git worktree add --detach $(BASELINE) $(BASE)
+	mkdir -p $(BASELINE)/.cache && ln -sfn $(BIN) $(BASELINE)/.cache/bin && ln -sfn $(STAGES) $(BASELINE)/.cache/kwok-stages.yaml
+	GITK8S_BENCH_BASELINE=$(BASELINE) $(GO) test -run '^$$' -bench CourseWorkload -benchtime 1x -timeout 60m ./test/bench/
+	for i in 1 2; do \
+		echo "== webhook to applied: this tree"; $(GO) test -run '^$$' -bench WebhookToApplied -benchtime 1x -timeout 20m ./internal/daemon/ || exit 1; \
+		echo "== webhook to applied: $(BASE)"; (cd $(BASELINE) && $(GO) test -run '^$$' -bench WebhookToApplied -benchtime 1x -timeout 20m ./internal/daemon/) || exit 1; \
+	done
+	git worktree remove --force $(BASELINE)
 
 lint:
 	scripts/check-tree.sh

@@ -21,14 +21,23 @@ import (
 
 var env *testenv.Env
 
-// TestMain starts two clusters only when benchmarks run: `go test ./...`
-// runs none here and needs no control plane.
+// BaselineEnv names a source tree of an earlier gitk8s (a git worktree of
+// an older commit). When it is set, BenchmarkCourseWorkload measures that
+// build too, on a cluster of its own, in the same run.
+const BaselineEnv = "GITK8S_BENCH_BASELINE"
+
+// TestMain starts two clusters (three with a baseline) only when
+// benchmarks run: `go test ./...` runs none here and needs no control plane.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
 		os.Exit(m.Run())
 	}
-	testenv.Main(m, &env, 2)
+	clusters := 2
+	if os.Getenv(BaselineEnv) != "" {
+		clusters = 3
+	}
+	testenv.Main(m, &env, clusters)
 }
 
 // BenchmarkCourseWorkload measures cold apply, no-op re-apply and a diff
@@ -47,47 +56,85 @@ func BenchmarkCourseWorkload(b *testing.B) {
 	kubectlBin := env.Kubectl()
 	workload := filepath.Join(work, "workload")
 	WriteWorkload(b, workload, 0)
-	cache := "XDG_CACHE_HOME=" + filepath.Join(work, "cache")
-	kubectlCtx, gitk8sCtx := env.Contexts[0], env.Contexts[1]
-
+	// gitk8sRun is one build of gitk8s on a cluster of its own.
+	type gitk8sRun struct {
+		bin, context, cache string
+	}
+	runs := []gitk8sRun{{gitk8s, env.Contexts[1], "XDG_CACHE_HOME=" + filepath.Join(work, "cache")}}
+	if base := os.Getenv(BaselineEnv); base != "" {
+		bin := filepath.Join(work, "gitk8s-baseline")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/gitk8s")
+		build.Dir = base
+		if out, err := build.CombinedOutput(); err != nil {
+			b.Fatalf("build the baseline in %s: %v\n%s", base, err, out)
+		}
+		runs = append(runs, gitk8sRun{bin, env.Contexts[2], "XDG_CACHE_HOME=" + filepath.Join(work, "cache-baseline")})
+	}
+	kubectlCtx := env.Contexts[0]
 	kubectlApply := []string{"--kubeconfig", env.Kubeconfig, "--context", kubectlCtx, "apply", "--server-side", "-f", workload}
-	gitk8sApply := []string{"apply", workload, "--kubeconfig", env.Kubeconfig, "--context", gitk8sCtx}
+	gitk8sApply := func(r gitk8sRun) []string {
+		return []string{"apply", workload, "--kubeconfig", env.Kubeconfig, "--context", r.context}
+	}
+	gitk8sDiff := func(r gitk8sRun) []string {
+		return []string{"diff", workload, "--kubeconfig", env.Kubeconfig, "--context", r.context, "--color", "never"}
+	}
 
 	for b.Loop() {
+		// Each step runs kubectl, then every gitk8s build, one after the other.
 		kCold := Measure(b, kubectlBin, kubectlApply)
 		MustCode(b, "kubectl cold apply", kCold, 0)
-		gCold := Measure(b, gitk8s, gitk8sApply, cache)
-		MustCode(b, "gitk8s cold apply", gCold, 0)
+		gCold := make([]Measured, len(runs))
+		for i, r := range runs {
+			gCold[i] = Measure(b, r.bin, gitk8sApply(r), r.cache)
+			MustCode(b, "gitk8s cold apply", gCold[i], 0)
+		}
 
 		kNoop := Measure(b, kubectlBin, kubectlApply)
 		MustCode(b, "kubectl no-op apply", kNoop, 0)
-		gNoop := Measure(b, gitk8s, gitk8sApply, cache)
-		MustCode(b, "gitk8s no-op apply", gNoop, 0)
-		if !strings.Contains(gNoop.Output, "1000 unchanged") {
-			b.Fatalf("gitk8s no-op apply changed something:\n%s", gNoop.Output[max(0, len(gNoop.Output)-500):])
+		gNoop := make([]Measured, len(runs))
+		for i, r := range runs {
+			gNoop[i] = Measure(b, r.bin, gitk8sApply(r), r.cache)
+			MustCode(b, "gitk8s no-op apply", gNoop[i], 0)
+			if !strings.Contains(gNoop[i].Output, "1000 unchanged") {
+				b.Fatalf("gitk8s no-op apply changed something:\n%s", gNoop[i].Output[max(0, len(gNoop[i].Output)-500):])
+			}
 		}
 
 		WriteWorkload(b, workload, Namespaces) // both ConfigMaps of every namespace: 100 objects
 		kDiff := Measure(b, kubectlBin, []string{"--kubeconfig", env.Kubeconfig, "--context", kubectlCtx, "diff", "--server-side", "-f", workload})
 		MustCode(b, "kubectl diff", kDiff, 1)
-		gDiff := Measure(b, gitk8s, []string{"diff", workload, "--kubeconfig", env.Kubeconfig, "--context", gitk8sCtx, "--color", "never"}, cache)
-		MustCode(b, "gitk8s diff", gDiff, 1)
-		if !strings.Contains(gDiff.Output, "100 to configure, 900 unchanged") {
-			b.Fatalf("gitk8s diff did not find the 100 changes:\n%s", gDiff.Output[max(0, len(gDiff.Output)-500):])
+		gDiff := make([]Measured, len(runs))
+		for i, r := range runs {
+			gDiff[i] = Measure(b, r.bin, gitk8sDiff(r), r.cache)
+			MustCode(b, "gitk8s diff", gDiff[i], 1)
+			if !strings.Contains(gDiff[i].Output, "100 to configure, 900 unchanged") {
+				b.Fatalf("gitk8s diff did not find the 100 changes:\n%s", gDiff[i].Output[max(0, len(gDiff[i].Output)-500):])
+			}
 		}
 		WriteWorkload(b, workload, 0)
 
 		rows := []struct {
 			name string
-			k, g Measured
+			k    Measured
+			g    []Measured
 		}{{"cold apply", kCold, gCold}, {"no-op re-apply", kNoop, gNoop}, {"diff, 100 changed", kDiff, gDiff}}
-		fmt.Printf("\n%-20s %12s %12s %8s %14s\n", "1,000 objects", "kubectl", "gitk8s", "ratio", "gitk8s max RSS")
+		header := fmt.Sprintf("\n%-20s %12s %12s %8s %14s", "1,000 objects", "kubectl", "gitk8s", "ratio", "gitk8s max RSS")
+		if len(runs) > 1 {
+			header += fmt.Sprintf(" %12s %8s %14s %14s", "baseline", "ratio", "baseline RSS", "gitk8s/baseline")
+		}
+		fmt.Println(header)
 		peak := int64(0)
 		for _, r := range rows {
-			ratio := r.g.Elapsed.Seconds() / r.k.Elapsed.Seconds()
-			fmt.Printf("%-20s %11.2fs %11.2fs %8.3f %11.1f MB\n", r.name, r.k.Elapsed.Seconds(), r.g.Elapsed.Seconds(), ratio, float64(r.g.MaxRSS)/1024)
+			ratio := r.g[0].Elapsed.Seconds() / r.k.Elapsed.Seconds()
+			line := fmt.Sprintf("%-20s %11.2fs %11.2fs %8.3f %11.1f MB", r.name, r.k.Elapsed.Seconds(), r.g[0].Elapsed.Seconds(), ratio, float64(r.g[0].MaxRSS)/1024)
+			if len(runs) > 1 {
+				base := r.g[1]
+				line += fmt.Sprintf(" %11.2fs %8.3f %11.1f MB %14.3f", base.Elapsed.Seconds(), base.Elapsed.Seconds()/r.k.Elapsed.Seconds(),
+					float64(base.MaxRSS)/1024, r.g[0].Elapsed.Seconds()/base.Elapsed.Seconds())
+			}
+			fmt.Println(line)
 			b.ReportMetric(ratio, strings.ReplaceAll(strings.Split(r.name, ",")[0], " ", "-")+"-ratio")
-			peak = max(peak, r.g.MaxRSS)
+			peak = max(peak, r.g[0].MaxRSS)
 		}
 		b.ReportMetric(float64(peak)/1024, "peak-RSS-MB")
 	}
