@@ -26,14 +26,7 @@ func TestCIExamplesPostTheError(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	repo := t.TempDir()
-	git := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.test"}, args...)...)
-		cmd.Dir = repo
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	git := func(args ...string) { testenv.Git(t, repo, args...) }
 	write := func(content string) {
 		if err := os.MkdirAll(filepath.Join(repo, "deploy"), 0o755); err != nil {
 			t.Fatal(err)

@@ -193,14 +193,8 @@ func TestDiffAgainstRefNeedsNoCluster(t *testing.T) {
 	if err := os.Remove(filepath.Join(repo, "b.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	git := exec.Command("git", "-c", "user.name=t", "-c", "user.email=t@example.test", "commit", "-qam", "second")
-	git.Dir = repo
-	if out, err := exec.Command("git", "-C", repo, "add", "-A").CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
-	if out, err := git.CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
+	testenv.Git(t, repo, "add", "-A")
+	testenv.Git(t, repo, "commit", "-qm", "second")
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"diff", repo, "--against-ref", first, "--kubeconfig", "/nonexistent", "--color", "never"}, &out, &errOut)
 	if code != exitFailed {

@@ -26,7 +26,7 @@ func NewManager(target *cluster.Target, opts Options) *Manager {
 		opts.Concurrency = 1
 	}
 	if opts.FieldManager == "" {
-		opts.FieldManager = "gitk8s"
+		opts.FieldManager = FieldManager
 	}
 	if opts.Inventory.Name != "" && opts.Inventory.Namespace == "" {
 		opts.Inventory.Namespace = DefaultInventoryNamespace

@@ -80,13 +80,17 @@ type InventoryOptions struct {
 	Adopt []string
 }
 
+// FieldManager is the server-side apply field manager gitk8s writes
+// objects as; its inventory parents are written as FieldManager+"-applyset".
+const FieldManager = "gitk8s"
+
 // DefaultInventoryNamespace holds inventories unless told otherwise.
 const DefaultInventoryNamespace = "gitk8s-system"
 
 // DefaultOptions are the options gitk8s applies with.
 func DefaultOptions() Options {
 	return Options{
-		FieldManager:   "gitk8s",
+		FieldManager:   FieldManager,
 		ForceConflicts: true,
 		Concurrency:    16,
 		CRDTimeout:     time.Minute,

@@ -101,7 +101,7 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	}
 	d.driftMu.Unlock()
 
-	memKey := apply.MemoryKey(t.Server, inventoryID, "gitk8s")
+	memKey := apply.MemoryKey(t.Server, inventoryID, apply.FieldManager)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	started := false
@@ -129,7 +129,7 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 				}
 				entries, _ := d.memory.Load(memKey)
 				rem, managed := entries[idOf(current)]
-				return managed && rem.Ownership != apply.OwnershipOf(current.ManagedFields, "gitk8s")
+				return managed && rem.Ownership != apply.OwnershipOf(current.ManagedFields, apply.FieldManager)
 			}
 		}
 		// gone: the object is deleted (or being deleted) while gitk8s still
@@ -154,7 +154,7 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 				switch {
 				case n.DeletionTimestamp != nil && o.DeletionTimestamp == nil:
 					d.judgeDrift(syncName, t.Name, idOf(n), gone(n))
-				case apply.OwnershipOf(n.ManagedFields, "gitk8s") != apply.OwnershipOf(o.ManagedFields, "gitk8s"):
+				case apply.OwnershipOf(n.ManagedFields, apply.FieldManager) != apply.OwnershipOf(o.ManagedFields, apply.FieldManager):
 					d.judgeDrift(syncName, t.Name, idOf(n), changed(n))
 				}
 				// else status, or fields gitk8s does not set

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -36,24 +37,24 @@ type upstream struct {
 
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{t: t, root: t.TempDir(), work: t.TempDir()}
-	runGit(t, u.root, "init", "-q", "--bare", "-b", "main", "repo.git")
-	runGit(t, u.work, "init", "-q", "-b", "main")
-	runGit(t, u.work, "remote", "add", "origin", filepath.Join(u.root, "repo.git"))
+	testenv.Git(t, u.root, "init", "-q", "--bare", "-b", "main", "repo.git")
+	testenv.Git(t, u.work, "init", "-q", "-b", "main")
+	testenv.Git(t, u.work, "remote", "add", "origin", filepath.Join(u.root, "repo.git"))
 	return u
 }
 
 // commit writes a file, commits and pushes; it returns the commit SHA.
 func (u *upstream) commit(file, content string) string {
 	write(u.t, filepath.Join(u.work, file), content)
-	runGit(u.t, u.work, "add", ".")
-	runGit(u.t, u.work, "commit", "-q", "-m", "change "+file)
-	runGit(u.t, u.work, "push", "-q", "-f", "origin", "main")
-	return runGit(u.t, u.work, "rev-parse", "HEAD")
+	testenv.Git(u.t, u.work, "add", ".")
+	testenv.Git(u.t, u.work, "commit", "-q", "-m", "change "+file)
+	testenv.Git(u.t, u.work, "push", "-q", "-f", "origin", "main")
+	return testenv.Git(u.t, u.work, "rev-parse", "HEAD")
 }
 
 func (u *upstream) tag(name string) {
-	runGit(u.t, u.work, "tag", "-a", name, "-m", name)
-	runGit(u.t, u.work, "push", "-q", "origin", name)
+	testenv.Git(u.t, u.work, "tag", "-a", name, "-m", name)
+	testenv.Git(u.t, u.work, "push", "-q", "origin", name)
 }
 
 // httpServer serves the repository over HTTPS with git http-backend,
@@ -145,7 +146,7 @@ func TestFetchHTTPS(t *testing.T) {
 		t.Errorf("new commit: %+v", res)
 	}
 	snap.Close()
-	runGit(t, up.work, "reset", "-q", "--hard", first)
+	testenv.Git(t, up.work, "reset", "-q", "--hard", first)
 	rewritten := up.commit("other.yaml", "rewritten")
 	snap, res, err = f.Fetch(ctx, opts)
 	if err != nil {
@@ -372,9 +373,9 @@ func TestFetchSSH(t *testing.T) {
 // Fetch also confirms the commit is cached and writes its tree.
 func BenchmarkUnchangedRemote(b *testing.B) {
 	up := &upstream{root: b.TempDir(), work: b.TempDir()}
-	runGitB(b, up.root, "init", "-q", "--bare", "-b", "main", "repo.git")
-	runGitB(b, up.work, "init", "-q", "-b", "main")
-	runGitB(b, up.work, "remote", "add", "origin", filepath.Join(up.root, "repo.git"))
+	testenv.Git(b, up.root, "init", "-q", "--bare", "-b", "main", "repo.git")
+	testenv.Git(b, up.work, "init", "-q", "-b", "main")
+	testenv.Git(b, up.work, "remote", "add", "origin", filepath.Join(up.root, "repo.git"))
 	for i := range 200 {
 		p := filepath.Join(up.work, fmt.Sprintf("ns-%03d", i/20), fmt.Sprintf("cm-%d.yaml", i))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -384,9 +385,9 @@ func BenchmarkUnchangedRemote(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	runGitB(b, up.work, "add", ".")
-	runGitB(b, up.work, "-c", "user.name=b", "-c", "user.email=b@example.test", "commit", "-q", "-m", "x")
-	runGitB(b, up.work, "push", "-q", "origin", "main")
+	testenv.Git(b, up.work, "add", ".")
+	testenv.Git(b, up.work, "-c", "user.name=b", "-c", "user.email=b@example.test", "commit", "-q", "-m", "x")
+	testenv.Git(b, up.work, "push", "-q", "origin", "main")
 	srv := up.serveHTTPSFor(b, "u", "p")
 	f := NewFetcher(b.TempDir())
 	opts := RemoteOptions{URL: srv.URL + "/repo.git", Ref: Ref{Branch: "main"}, Auth: Auth{Username: "u", Password: "p", CABundle: srv.caPEM}}
@@ -417,14 +418,5 @@ func BenchmarkUnchangedRemote(b *testing.B) {
 	}
 	if reqs := srv.take(); len(reqs) != 1 {
 		b.Fatalf("an unchanged remote cost %v", reqs)
-	}
-}
-
-func runGitB(b *testing.B, dir string, args ...string) {
-	b.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("git %v: %v\n%s", args, err, out)
 	}
 }

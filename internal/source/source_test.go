@@ -3,22 +3,12 @@ package source
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func runGit(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "user.name=test", "-c", "user.email=test@example.test"}, args...)...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+	"github.com/gitk8s/gitk8s/internal/testenv"
+)
 
 func write(t *testing.T, path, content string) {
 	t.Helper()
@@ -60,19 +50,19 @@ func TestOpenDirectory(t *testing.T) {
 
 func TestOpenGitRepository(t *testing.T) {
 	repo := t.TempDir()
-	runGit(t, repo, "init", "-q", "-b", "main")
+	testenv.Git(t, repo, "init", "-q", "-b", "main")
 	write(t, filepath.Join(repo, "app.yaml"), "v1")
 	write(t, filepath.Join(repo, "nested", "deep", "b.yaml"), "nested")
 	if err := os.Symlink("../app.yaml", filepath.Join(repo, "nested", "link.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	runGit(t, repo, "add", ".")
-	runGit(t, repo, "commit", "-q", "-m", "one")
-	first := runGit(t, repo, "rev-parse", "HEAD")
-	runGit(t, repo, "tag", "v1.0.0")
+	testenv.Git(t, repo, "add", ".")
+	testenv.Git(t, repo, "commit", "-q", "-m", "one")
+	first := testenv.Git(t, repo, "rev-parse", "HEAD")
+	testenv.Git(t, repo, "tag", "v1.0.0")
 	write(t, filepath.Join(repo, "app.yaml"), "v2")
-	runGit(t, repo, "commit", "-q", "-am", "two")
-	second := runGit(t, repo, "rev-parse", "HEAD")
+	testenv.Git(t, repo, "commit", "-q", "-am", "two")
+	second := testenv.Git(t, repo, "rev-parse", "HEAD")
 	write(t, filepath.Join(repo, "app.yaml"), "uncommitted")
 
 	tests := []struct {
@@ -118,12 +108,12 @@ func TestOpenGitRepository(t *testing.T) {
 
 func TestOpenRefusesSymlinkLeavingRepository(t *testing.T) {
 	repo := t.TempDir()
-	runGit(t, repo, "init", "-q", "-b", "main")
+	testenv.Git(t, repo, "init", "-q", "-b", "main")
 	if err := os.Symlink("../../etc/passwd", filepath.Join(repo, "passwd.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	runGit(t, repo, "add", ".")
-	runGit(t, repo, "commit", "-q", "-m", "escape")
+	testenv.Git(t, repo, "add", ".")
+	testenv.Git(t, repo, "commit", "-q", "-m", "escape")
 	_, err := Open(t.Context(), repo, Options{})
 	if err == nil || !strings.Contains(err.Error(), "passwd.yaml: symbolic link to ../../etc/passwd leaves the repository") {
 		t.Errorf("error %v", err)
