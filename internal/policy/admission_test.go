@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 // vapWorkload are objects for the policies in testdata/vap.
@@ -60,13 +61,7 @@ spec: {ports: [{port: 80}]}
 
 func renderDir(t *testing.T, files map[string]string) []*render.Object {
 	t.Helper()
-	root := t.TempDir()
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := render.Render(t.Context(), render.Options{Root: root})
+	b, err := render.Render(t.Context(), render.Options{Root: testenv.WriteFiles(t, files)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,32 +1,15 @@
 package render
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	"github.com/google/go-cmp/cmp"
 )
 
-// writeTree writes files (path → content) under a new temporary root.
-func writeTree(t *testing.T, files map[string]string) string {
-	t.Helper()
-	root := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
-}
-
 func TestRenderOrderAndSources(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := testenv.WriteFiles(t, map[string]string{
 		"b/web.yaml": `# leading comment
 apiVersion: v1
 kind: ConfigMap
@@ -74,7 +57,7 @@ items:
 }
 
 func TestRenderPath(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := testenv.WriteFiles(t, map[string]string{
 		"deploy/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
 		"other/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n",
 	})
@@ -166,7 +149,7 @@ func TestRenderBadInput(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bundle, err := Render(t.Context(), Options{Root: writeTree(t, tt.files)})
+			bundle, err := Render(t.Context(), Options{Root: testenv.WriteFiles(t, tt.files)})
 			if err == nil {
 				t.Fatalf("no error; rendered %d objects", len(bundle.Objects))
 			}

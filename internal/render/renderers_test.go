@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gitk8s/gitk8s/internal/testenv"
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -113,7 +114,7 @@ func TestKustomizeRefuses(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			root := writeTree(t, tt.files)
+			root := testenv.WriteFiles(t, tt.files)
 			_, err := Render(t.Context(), Options{Root: root, Path: "app"})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want it to contain %q", err, tt.want)
@@ -188,7 +189,7 @@ func TestJsonnetErrors(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Render(t.Context(), Options{Root: writeTree(t, tt.files)})
+			_, err := Render(t.Context(), Options{Root: testenv.WriteFiles(t, tt.files)})
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -202,7 +203,7 @@ func TestJsonnetErrors(t *testing.T) {
 }
 
 func TestIgnoreFileAndSymlinks(t *testing.T) {
-	root := writeTree(t, map[string]string{
+	root := testenv.WriteFiles(t, map[string]string{
 		".gitk8signore":         "drafts/\n*.draft.yaml\n!keep.draft.yaml\n",
 		"app/a.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
 		"app/b.draft.yaml":      "not: [valid",
