@@ -210,6 +210,9 @@ type SourceConfig struct {
 	Interval Duration `json:"interval,omitempty"`
 	// Auth holds the remote's credentials.
 	Auth *SourceAuth `json:"auth,omitempty"`
+	// Timeout bounds each Git network operation (default 1m), as the
+	// CLI's --git-timeout does.
+	Timeout Duration `json:"timeout,omitempty"`
 	// AllowRemoteBases lets kustomizations load bases from remote
 	// repositories and URLs.
 	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`

@@ -299,7 +299,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 	}()
 	log := d.log.With("sync", s.Name)
 	ref := source.Ref{Branch: s.Source.Ref.Branch, Tag: s.Source.Ref.Tag, SemVer: s.Source.Ref.SemVer, Commit: s.Source.Ref.Commit}
-	remote := source.RemoteOptions{URL: s.Source.URL, Ref: ref, Path: s.Source.Path}
+	remote := source.RemoteOptions{URL: s.Source.URL, Ref: ref, Path: s.Source.Path, Timeout: s.Source.Timeout.Duration}
 	if remote.Auth, err = d.gitAuth(ctx, s); err != nil {
 		log.Warn("source unavailable", "error", err)
 		d.record(s.Name, "", ReasonSourceUnavailable, err, nil)
