@@ -89,6 +89,9 @@ func (m *Masker) MaskObject(u *unstructured.Unstructured) *unstructured.Unstruct
 // are masked in objects but not searched for in text, where they would
 // match everywhere.
 func (m *Masker) Redact(text string) string {
+	if text == "" {
+		return text
+	}
 	m.mu.Lock()
 	type pair struct{ value, mask string }
 	var pairs []pair

@@ -209,7 +209,9 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 	}
 	if cs != nil {
 		for _, e := range cs.Entries {
-			e.HealthMessage = masker.Redact(e.HealthMessage)
+			if e.HealthMessage != "" {
+				e.HealthMessage = masker.Redact(e.HealthMessage)
+			}
 		}
 	}
 	out.ChangeSet = cs

@@ -152,7 +152,7 @@ func BenchmarkCourseWorkload(b *testing.B) {
 		}{{"cold apply", kCold, gCold}, {"no-op re-apply", kNoop, gNoop}, {"diff, 100 changed", kDiff, gDiff}}
 		header := fmt.Sprintf("\n%-20s %12s %12s %8s %14s", "1,000 objects", "kubectl", "gitk8s", "ratio", "gitk8s max RSS")
 		if len(runs) > 1 {
-			header += fmt.Sprintf(" %12s %8s %14s %14s", "baseline", "ratio", "baseline RSS", "gitk8s/baseline")
+			header += fmt.Sprintf(" %12s %8s %14s %14s %10s %12s", "baseline", "ratio", "baseline RSS", "gitk8s/baseline", "gitk8s CPU", "baseline CPU")
 		}
 		fmt.Println(header)
 		peak := int64(0)
@@ -161,8 +161,8 @@ func BenchmarkCourseWorkload(b *testing.B) {
 			line := fmt.Sprintf("%-20s %11.2fs %11.2fs %8.3f %11.1f MB", r.name, r.k.Elapsed.Seconds(), r.g[0].Elapsed.Seconds(), ratio, float64(r.g[0].MaxRSS)/1024)
 			if len(runs) > 1 {
 				base := r.g[1]
-				line += fmt.Sprintf(" %11.2fs %8.3f %11.1f MB %14.3f", base.Elapsed.Seconds(), base.Elapsed.Seconds()/r.k.Elapsed.Seconds(),
-					float64(base.MaxRSS)/1024, r.g[0].Elapsed.Seconds()/base.Elapsed.Seconds())
+				line += fmt.Sprintf(" %11.2fs %8.3f %11.1f MB %14.3f %9.2fs %11.2fs", base.Elapsed.Seconds(), base.Elapsed.Seconds()/r.k.Elapsed.Seconds(),
+					float64(base.MaxRSS)/1024, r.g[0].Elapsed.Seconds()/base.Elapsed.Seconds(), r.g[0].CPU.Seconds(), base.CPU.Seconds())
 			}
 			fmt.Println(line)
 			b.ReportMetric(ratio, strings.ReplaceAll(strings.Split(r.name, ",")[0], " ", "-")+"-ratio")

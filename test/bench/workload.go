@@ -115,9 +115,11 @@ spec:
 // Measured is one timed run of a command.
 type Measured struct {
 	Elapsed time.Duration
-	MaxRSS  int64 // kilobytes
-	Code    int
-	Output  string
+	// CPU is the process's user and system time.
+	CPU    time.Duration
+	MaxRSS int64 // kilobytes
+	Code   int
+	Output string
 }
 
 func Measure(t testing.TB, name string, args []string, extraEnv ...string) Measured {
@@ -132,6 +134,7 @@ func Measure(t testing.TB, name string, args []string, extraEnv ...string) Measu
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			m.MaxRSS = ru.Maxrss
 		}
+		m.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	} else if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
