@@ -326,3 +326,30 @@ func TestBadInputIsReportedAlikeByBothFaces(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigTakesEverySetting refuses flags that would make a prediction
+// differ from the daemon's plan, and names what --config needs.
+func TestConfigTakesEverySetting(t *testing.T) {
+	_, _, path := daemonFor(t, fmt.Sprintf("apiVersion: gitk8s.io/v1alpha1\nkind: Config\nclusters:\n- {name: c, kubeconfig: {context: %s, path: %s}}\nsyncs:\n- {name: shop, source: {url: https://git.example/shop.git}, clusters: [c]}\n",
+		env.Contexts[0], env.Kubeconfig))
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--prune=false"}, "--prune cannot be given"},
+		{[]string{"--path", "x", "--namespace", "y"}, "--path, --namespace cannot be given"},
+		{[]string{"--context", "other"}, "--context cannot be given"},
+		{nil, "--config needs --sync NAME"},
+		{[]string{"--sync", "nosuch"}, "no sync named nosuch; its syncs are shop"},
+	} {
+		args := append([]string{"diff", dir, "--config", path}, tt.args...)
+		if tt.want != "--config needs --sync NAME" && !strings.Contains(strings.Join(tt.args, " "), "--sync") {
+			args = append(args, "--sync", "shop")
+		}
+		_, stderr, code := gitk8s(t, args...)
+		if code != exitError || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tt.args, code, stderr, exitError, tt.want)
+		}
+	}
+}
