@@ -17,11 +17,15 @@
 // It does not print, schedule, or keep state between runs beyond the
 // apply memory the caller passes in; drivers observe a run through Hooks.
 //
+//	src := reconcile.SourceFunc(func(ctx context.Context) (*source.Snapshot, error) {
+//		return source.Open(ctx, "./shop", source.Options{Path: "deploy"})
+//	})
 //	res := reconcile.Run(ctx, reconcile.Request{
 //		Name:     "shop",
-//		Source:   reconcile.Directory("./deploy", source.Options{}),
+//		Source:   src,
 //		Settings: reconcile.DefaultSettings(),
-//		Clusters: clusters,
+//		Clusters: reconcile.Clusters(targets),
+//		DryRun:   true,
 //	})
 //	for _, c := range res.Clusters {
 //		fmt.Println(c.Name, c.Reason, c.Err)
