@@ -50,12 +50,16 @@ func TestLiveReadFailureIsAWarning(t *testing.T) {
 	if _, err := client.RbacV1().Roles(apply.DefaultInventoryNamespace).Create(ctx, inventoryRole, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = client.RbacV1().Roles(apply.DefaultInventoryNamespace).Delete(ctx, name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = client.RbacV1().Roles(apply.DefaultInventoryNamespace).Delete(ctx, name, metav1.DeleteOptions{})
+	})
 	if _, err := client.RbacV1().RoleBindings(apply.DefaultInventoryNamespace).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name}, Subjects: subject}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = client.RbacV1().RoleBindings(apply.DefaultInventoryNamespace).Delete(ctx, name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = client.RbacV1().RoleBindings(apply.DefaultInventoryNamespace).Delete(ctx, name, metav1.DeleteOptions{})
+	})
 	expiry := int64(3600)
 	tok, err := client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "limited", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
 	if err != nil {
