@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"os"
 	"strings"
@@ -244,28 +245,30 @@ func diffVerb(a apply.Action) string {
 }
 
 // printDiffMarkdown writes a pull-request comment: a summary table, then a
-// collapsible diff per object.
+// collapsible diff per object. Everything from the repository or a cluster
+// (names, errors, diffs) is escaped for where it goes, so that a manifest
+// cannot add markup, links or HTML to the comment.
 func printDiffMarkdown(w io.Writer, report applyReport) {
-	rev := "`" + report.Source + "`"
+	rev := markdownCode(report.Source)
 	if report.Revision != "" {
-		rev += " at `" + report.Revision[:12] + "`"
+		rev += " at " + markdownCode(report.Revision[:12])
 	}
 	fmt.Fprintf(w, "### gitk8s diff: %s\n\n", rev)
 	fmt.Fprintln(w, "| cluster | create | configure | recreate | prune | unchanged | failed |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, cr := range report.Clusters {
 		if cr.Error != "" {
-			fmt.Fprintf(w, "| %s | error: %s ||||||\n", cr.Cluster, markdownCell(cr.Error))
+			fmt.Fprintf(w, "| %s | error: %s ||||||\n", markdownCell(cr.Cluster), markdownCell(cr.Error))
 			continue
 		}
 		c := cr.Counts
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d |\n", cr.Cluster, c["created"], c["configured"], c["recreated"], c["pruned"], c["unchanged"], c["failed"])
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d |\n", markdownCell(cr.Cluster), c["created"], c["configured"], c["recreated"], c["pruned"], c["unchanged"], c["failed"])
 	}
 	for _, cr := range report.Clusters {
 		var blocks []string
 		for _, o := range cr.Objects {
 			if o.Error != "" {
-				blocks = append(blocks, fmt.Sprintf("**failed** `%s`: %s\n", o.ref(), markdownCell(o.Error)))
+				blocks = append(blocks, fmt.Sprintf("**failed** %s: %s\n", markdownCode(o.ref()), markdownCell(o.Error)))
 				continue
 			}
 			sign, ok := actionSigns[o.Action]
@@ -273,11 +276,12 @@ func printDiffMarkdown(w io.Writer, report applyReport) {
 				continue
 			}
 			var b strings.Builder
-			fmt.Fprintf(&b, "<details><summary><code>%s %s</code> (%s)</summary>\n\n", sign, o.ref(), o.Action)
+			fmt.Fprintf(&b, "<details><summary><code>%s %s</code> (%s)</summary>\n\n", sign, html.EscapeString(o.ref()), o.Action)
 			for _, t := range o.TakenOver {
-				fmt.Fprintf(&b, "takes over `%s`\n\n", t)
+				fmt.Fprintf(&b, "takes over %s\n\n", markdownCode(t))
 			}
-			fmt.Fprintf(&b, "```diff\n%s```\n</details>\n", o.Diff)
+			fence := codeFence(o.Diff)
+			fmt.Fprintf(&b, "%sdiff\n%s%s\n</details>\n", fence, o.Diff, fence)
 			blocks = append(blocks, b.String())
 		}
 		if cr.PruneRefused != "" {
@@ -286,10 +290,39 @@ func printDiffMarkdown(w io.Writer, report applyReport) {
 		if len(blocks) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\n#### %s\n\n%s", cr.Cluster, strings.Join(blocks, "\n"))
+		fmt.Fprintf(w, "\n#### %s\n\n%s", markdownCell(cr.Cluster), strings.Join(blocks, "\n"))
 	}
 }
 
+// markdownCell escapes text for a table cell or a line of prose: no table
+// breaks, line breaks, HTML, links, emphasis or code spans of its own.
 func markdownCell(s string) string {
-	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
+	return strings.NewReplacer("|", "\\|", "\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;", "&", "&amp;",
+		"[", "\\[", "]", "\\]", "*", "\\*", "_", "\\_", "`", "\\`", "\\", "\\\\").Replace(s)
+}
+
+// markdownCode puts text in a code span whose backtick fence is longer
+// than any run of backticks in it.
+func markdownCode(s string) string {
+	s = strings.NewReplacer("\n", " ", "\r", " ").Replace(s)
+	fence := strings.Repeat("`", longestRun(s, '`')+1)
+	return fence + " " + s + " " + fence
+}
+
+// codeFence is a fence for a code block that the text cannot close.
+func codeFence(s string) string {
+	return strings.Repeat("`", max(3, longestRun(s, '`')+1))
+}
+
+func longestRun(s string, c byte) int {
+	longest, run := 0, 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return longest
 }
