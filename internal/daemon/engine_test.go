@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gitk8s/gitk8s/internal/reconcile"
@@ -124,5 +127,62 @@ syncs:
 	}
 	if web == nil || web.Replicas["local"] != 4 || web.Replicas["offline"] != 0 {
 		t.Errorf("status placements %+v, want 4 replicas on local and none on offline", st.Federated)
+	}
+}
+
+// TestSyncCannotWriteTheDaemonsObjects pushes a repository that tries to
+// overwrite another sync's Git credentials, another sync's inventory and
+// the daemon's suspensions, and to plant an ApplySet parent: the sync is
+// refused before anything is written, naming each object, and the
+// objects keep what they held.
+func TestSyncCannotWriteTheDaemonsObjects(t *testing.T) {
+	ns := env.Namespace(t)
+	ensureHomeNamespace(t)
+	ctx := context.Background()
+	client := env.Client(t, "")
+	creds := "creds-" + ns
+	if _, err := client.CoreV1().Secrets(HomeNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: creds},
+		StringData: map[string]string{"password": "kept"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.CoreV1().Secrets(HomeNamespace).Delete(ctx, creds, metav1.DeleteOptions{}) })
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{
+		"creds.yaml":     fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: %s}\nstringData: {password: stolen}\n", creds, HomeNamespace),
+		"inventory.yaml": fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: gitk8s-other-%s, namespace: %s}\n", ns, HomeNamespace),
+		"suspended.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: %s}\n", SuspendedConfigMap, HomeNamespace),
+		"parent.yaml":    fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: parent, namespace: %s, labels: {applyset.kubernetes.io/id: applyset-x-v1}}\n", ns),
+		"ok.yaml":        fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, namespace: %s}\ndata: {value: v}\n", ns),
+	})
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- name: hostile-%[3]s
+  source: {url: %[4]s, ref: {branch: main}}
+  clusters: [local]
+  policies: {skip: true}
+- name: other-%[3]s
+  source: {url: %[4]s, ref: {branch: main}, auth: {secretRef: {name: %[5]s}}}
+  clusters: [local]
+`, env.Contexts[0], env.Kubeconfig, ns, srv.URL, creds))
+	err := d.Reconcile(ctx, d.cfg.Syncs[0])
+	st := statusNamed(d, "hostile-"+ns)
+	if err == nil || st.Condition("Ready").Reason != string(reconcile.PlanFailed) {
+		t.Fatalf("reason %s (%v), want PlanFailed", st.Condition("Ready").Reason, err)
+	}
+	for _, want := range []string{"Secret/" + HomeNamespace + "/" + creds + ": the Git credentials of sync other-" + ns,
+		"the inventory of sync other-" + ns, "the daemon's suspensions", "ConfigMap/" + ns + "/parent: labelled applyset.kubernetes.io/id"} {
+		if !strings.Contains(st.LastError, want) {
+			t.Errorf("the error does not say %q:\n%s", want, st.LastError)
+		}
+	}
+	got, err := client.CoreV1().Secrets(HomeNamespace).Get(ctx, creds, metav1.GetOptions{})
+	if err != nil || string(got.Data["password"]) != "kept" {
+		t.Errorf("the credentials were overwritten: %v", err)
+	}
+	if _, err := client.CoreV1().ConfigMaps(ns).Get(ctx, "ok", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a refused revision wrote a ConfigMap (%v)", err)
 	}
 }

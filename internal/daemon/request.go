@@ -47,11 +47,11 @@ func (s SyncConfig) Settings() reconcile.Settings {
 }
 
 // Request is the engine request of one reconcile of a sync, reading src:
-// its settings, its clusters as the daemon reaches them, and the daemon's
-// apply memory. It has no hooks; Reconcile adds those. An error means the
+// its settings, its clusters as the daemon reaches them, the daemon's
+// apply memory, and the daemon's own objects, which the sync may not write. It has no hooks; Reconcile adds those. An error means the
 // sync's clusters could not be chosen.
 func (d *Daemon) Request(ctx context.Context, s SyncConfig, src reconcile.Source) (reconcile.Request, error) {
-	req := reconcile.Request{Name: s.Name, Source: src, Settings: s.Settings(), Memory: d.memory}
+	req := reconcile.Request{Name: s.Name, Source: src, Settings: s.Settings(), Memory: d.memory, Protected: d.cfg.protected()}
 	configs, err := d.clustersOf(s)
 	if err != nil {
 		return req, fmt.Errorf("sync %s: %w", s.Name, err)
@@ -71,4 +71,44 @@ func (c *Config) Sync(name string) (SyncConfig, bool) {
 		}
 	}
 	return SyncConfig{}, false
+}
+
+// protected are the objects of the daemon that no synced repository may
+// write: every sync's inventory, the Secrets the configuration names for
+// credentials, kubeconfigs and webhooks, the suspensions and the Lease.
+func (c *Config) protected() []reconcile.Protected {
+	var out []reconcile.Protected
+	secret := func(ref *SecretKeyRef, why string) {
+		if ref == nil {
+			return
+		}
+		ns := ref.Namespace
+		if ns == "" {
+			ns = HomeNamespace
+		}
+		out = append(out, reconcile.ProtectedSecret(ns, ref.Name, why))
+	}
+	for _, s := range c.Syncs {
+		inv := s.Settings().InventoryOf(s.Name)
+		out = append(out, reconcile.ProtectedSecret(inv.Namespace, inv.Name, "the inventory of sync "+s.Name))
+		if a := s.Source.Auth; a != nil && a.SecretRef != nil {
+			secret(&SecretKeyRef{Namespace: a.SecretRef.Namespace, Name: a.SecretRef.Name}, "the Git credentials of sync "+s.Name)
+		}
+	}
+	for _, cl := range c.Clusters {
+		secret(cl.Kubeconfig.SecretRef, "the kubeconfig of cluster "+cl.Name)
+	}
+	for _, r := range c.Webhooks.Receivers {
+		secret(r.SecretRef, "the secret of webhook receiver "+r.Name)
+	}
+	out = append(out, reconcile.Protected{Kind: "ConfigMap", Namespace: HomeNamespace, Name: SuspendedConfigMap, Why: "the daemon's suspensions"})
+	ns, name := c.LeaderElection.Namespace, c.LeaderElection.Name
+	if ns == "" {
+		ns = HomeNamespace
+	}
+	if name == "" {
+		name = "gitk8s-daemon"
+	}
+	out = append(out, reconcile.Protected{Group: "coordination.k8s.io", Kind: "Lease", Namespace: ns, Name: name, Why: "the daemon's leader Lease"})
+	return out
 }

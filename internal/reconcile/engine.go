@@ -199,6 +199,14 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 			return nil
 		}
 	}
+	protected := append(req.Protected, ProtectedSecret(opts.Inventory.Namespace, opts.Inventory.Name, "the inventory of this sync"))
+	if err := refuseProtected(objects, protected, target.Namespace); err != nil {
+		if gateDone != nil {
+			<-gateDone
+		}
+		out.Reason, out.Err = PlanFailed, mask(masker, fmt.Errorf("cluster %s: %w", t.Name, err))
+		return
+	}
 	if req.Hooks.Applying != nil {
 		done := req.Hooks.Applying(t.Name)
 		defer done()

@@ -37,6 +37,9 @@ type Request struct {
 	Memory apply.Memory
 	// Hooks let a driver observe the run.
 	Hooks Hooks
+	// Protected are objects the bundle must not hold; a bundle that does
+	// is refused (PlanFailed) in every cluster before anything is written.
+	Protected []Protected
 }
 
 // Cluster is one cluster of a sync.
