@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/gitk8s/gitk8s/internal/source"
 )
 
 // InventoryName is the ApplySet parent of the sync with this name, the
@@ -17,6 +19,8 @@ var notNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
 // rendered folder, lowercased, at most 56 characters (so that its
 // inventory name is a DNS label).
 func SyncNameOf(origin, folder string) string {
+	// Credentials in a URL never become part of a name.
+	origin = source.Redact(origin)
 	base := strings.TrimSuffix(filepath.Base(strings.TrimRight(origin, "/")), ".git")
 	if abs, err := filepath.Abs(origin); err == nil && (origin == "." || origin == "") {
 		base = filepath.Base(abs)

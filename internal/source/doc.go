@@ -4,5 +4,9 @@
 //
 // A Git repository is never read through its work tree: the commit's tree is
 // written to a private directory, so uncommitted edits and a checked-out
-// branch do not change what is applied.
+// branch do not change what is applied. That tree is untrusted input, since
+// whoever can push decides what it holds: an entry that could be written
+// outside the snapshot or over another entry, a symbolic link that resolves
+// outside it, or a .git folder is refused with an *EntryError naming it, and
+// nothing is left on disk.
 package source

@@ -218,7 +218,7 @@ func (f *Fetcher) Fetch(ctx context.Context, opts RemoteOptions) (*Snapshot, Fet
 			}
 		}
 	}
-	snap, err := snapshotOf(ctx, Redact(opts.URL), commit, opts.Ref.String(), opts.Path)
+	snap, err := snapshotOf(ctx, repo, Redact(opts.URL), commit, opts.Ref.String(), opts.Path)
 	return snap, res, err
 }
 
@@ -346,7 +346,7 @@ func commitOf(repo *git.Repository, hash string) (*object.Commit, error) {
 }
 
 // snapshotOf writes a commit's tree to a new directory.
-func snapshotOf(ctx context.Context, origin string, commit *object.Commit, ref, path string) (*Snapshot, error) {
+func snapshotOf(ctx context.Context, repo *git.Repository, origin string, commit *object.Commit, ref, path string) (*Snapshot, error) {
 	tree, err := commit.Tree()
 	if err != nil {
 		return nil, err
@@ -357,7 +357,7 @@ func snapshotOf(ctx context.Context, origin string, commit *object.Commit, ref, 
 	}
 	snap := &Snapshot{Origin: origin, Root: dir, Path: path, Ref: ref, Revision: commit.Hash.String(),
 		cleanup: func() error { return os.RemoveAll(dir) }}
-	if err := writeTree(ctx, tree, dir); err != nil {
+	if err := writeTree(ctx, repo.Storer, tree, dir); err != nil {
 		_ = snap.Close()
 		return nil, fmt.Errorf("%s at %s: %w", origin, commit.Hash, err)
 	}
@@ -408,7 +408,7 @@ func authFor(opts RemoteOptions) (transport.AuthMethod, *hostKeyFailure, error) 
 	a := opts.Auth
 	ep, err := transport.NewEndpoint(opts.URL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("git URL %s: %w", Redact(opts.URL), err)
+		return nil, nil, fmt.Errorf("git URL %s: %w", Redact(opts.URL), redact(err, opts))
 	}
 	switch ep.Protocol {
 	case "http", "https":
@@ -499,23 +499,78 @@ func remoteError(opts RemoteOptions, op string, err error, hostKey *hostKeyFailu
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %s: no answer within %s", where, op, timeoutOf(opts))
 	}
-	msg := err.Error()
-	if opts.Auth.Password != "" {
-		msg = strings.ReplaceAll(msg, opts.Auth.Password, "xxxxx")
-	}
-	if u, perr := url.Parse(opts.URL); perr == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			msg = strings.ReplaceAll(msg, p, "xxxxx")
-		}
-	}
-	return fmt.Errorf("%s: %s: %s", where, op, msg)
+	return fmt.Errorf("%s: %s: %w", where, op, redact(err, opts))
 }
 
-// Redact hides a password embedded in a URL.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		return rawURL
+// redactedError is an error whose text hides credentials; it unwraps to
+// the error it hides them from.
+type redactedError struct {
+	err  error
+	text string
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redact hides in err's text the credentials of every URL (as Redact does)
+// and the secrets of opts wherever they appear: the passwords, and a user
+// name that is the only credential given, which is then a token.
+func redact(err error, opts RemoteOptions) error {
+	secrets := []string{opts.Auth.Password}
+	if opts.Auth.Password == "" {
+		secrets = append(secrets, opts.Auth.Username)
 	}
-	return u.Redacted()
+	if m := urlUserinfo.FindStringSubmatch(opts.URL); m != nil {
+		user, password, hasPassword := strings.Cut(m[2], ":")
+		secrets = append(secrets, password)
+		if !hasPassword && !isSSH(m[1]) {
+			secrets = append(secrets, user)
+		}
+	}
+	for _, s := range secrets {
+		if u, err := url.PathUnescape(s); err == nil && u != s {
+			secrets = append(secrets, u)
+		}
+	}
+	// The longest first, so that no part of one is left by a shorter one.
+	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	text := Redact(err.Error())
+	for _, s := range secrets {
+		if s != "" {
+			text = strings.ReplaceAll(text, s, "xxxxx")
+		}
+	}
+	return &redactedError{err: err, text: text}
+}
+
+// urlUserinfo matches the scheme and the user information of a URL, as
+// far as the last "@" before the host (as url.Parse reads it).
+var urlUserinfo = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*)://([^/?#\s"'<>]*)@`)
+
+// Redact hides the credentials of every URL in rawURL (a URL, or a text
+// quoting some): the password, and the user too unless the URL is SSH's,
+// whose user is a login such as "git", because a token is often given as
+// the user (https://TOKEN@host/repo.git, https://TOKEN:x-oauth-basic@host).
+// It reads the text, not a parsed URL, so that a URL that does not parse
+// is redacted all the same.
+func Redact(rawURL string) string {
+	return urlUserinfo.ReplaceAllStringFunc(rawURL, func(match string) string {
+		m := urlUserinfo.FindStringSubmatch(match)
+		user, _, hasPassword := strings.Cut(m[2], ":")
+		if !isSSH(m[1]) {
+			user = "xxxxx"
+		}
+		if hasPassword {
+			user += ":xxxxx"
+		}
+		return m[1] + "://" + user + "@"
+	})
+}
+
+func isSSH(scheme string) bool {
+	switch strings.ToLower(scheme) {
+	case "ssh", "git+ssh", "ssh+git":
+		return true
+	}
+	return false
 }

@@ -216,6 +216,10 @@ func TestFetchHTTPSErrors(t *testing.T) {
 		{name: "no tag in range", url: srv.URL + "/repo.git", ref: Ref{SemVer: "^9"}, auth: good, is: ErrRefNotFound},
 		{name: "unreachable server", url: closedURL, auth: good, want: "connection refused"},
 		{name: "password in the URL is not shown", url: strings.Replace(srv.URL, "https://", "https://alice:url-pass-4321@", 1) + "/nope.git", auth: Auth{CABundle: srv.caPEM}, want: "xxxxx"},
+		{name: "token as the user in the URL is not shown", url: strings.Replace(srv.URL, "https://", "https://url-token-7777@", 1) + "/repo.git", auth: Auth{CABundle: srv.caPEM}, want: "https://xxxxx@"},
+		{name: "token as the user of an unreachable server is not shown", url: strings.Replace(closedURL, "https://", "https://url-token-7777@", 1), auth: Auth{CABundle: srv.caPEM}, want: "connection refused"},
+		{name: "token in a URL that does not parse is not shown", url: strings.Replace(srv.URL, "https://", "https://url-token-7777@", 1) + "/repo%zz.git", want: "invalid URL escape"},
+		{name: "token as the username is not shown", url: closedURL, auth: Auth{Username: "auth-token-8888"}, want: "connection refused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,10 +233,64 @@ func TestFetchHTTPSErrors(t *testing.T) {
 			if tt.is != nil && !errors.Is(err, tt.is) {
 				t.Errorf("error %q is not %v", err, tt.is)
 			}
-			for _, secret := range []string{"right-pass-1234", "wrong-pass-5678", "url-pass-4321"} {
+			for _, secret := range []string{"right-pass-1234", "wrong-pass-5678", "url-pass-4321", "url-token-7777", "auth-token-8888"} {
 				if strings.Contains(err.Error(), secret) {
 					t.Errorf("error shows a password: %s", err)
 				}
+			}
+		})
+	}
+}
+
+// TestFetchTokenAsUser fetches with a token as the URL's user, as hosts
+// take it: neither the snapshot's origin nor an error shows it.
+func TestFetchTokenAsUser(t *testing.T) {
+	up := newUpstream(t)
+	up.commit("app.yaml", "v1")
+	srv := up.serveHTTPS("user-token-31337", "")
+	url := strings.Replace(srv.URL, "https://", "https://user-token-31337@", 1) + "/repo.git"
+	f := NewFetcher(t.TempDir())
+	opts := RemoteOptions{URL: url, Auth: Auth{CABundle: srv.caPEM}, Timeout: 10 * time.Second}
+	snap, _, err := f.Fetch(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	if want := strings.Replace(srv.URL, "https://", "https://xxxxx@", 1) + "/repo.git"; snap.Origin != want {
+		t.Errorf("origin %s, want %s", snap.Origin, want)
+	}
+	opts.Ref = Ref{Branch: "nope"}
+	_, _, err = f.Fetch(context.Background(), opts)
+	if !errors.Is(err, ErrRefNotFound) || strings.Contains(err.Error(), "user-token-31337") {
+		t.Errorf("missing branch: %v", err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct {
+		name, url, want string
+	}{
+		{"token as the user", "https://ghp_tok123@git.example/org/repo.git", "https://xxxxx@git.example/org/repo.git"},
+		{"user and token", "https://alice:tok-456@git.example/repo.git", "https://xxxxx:xxxxx@git.example/repo.git"},
+		{"token as the user with a placeholder password", "https://ghp_tok123:x-oauth-basic@git.example/repo.git", "https://xxxxx:xxxxx@git.example/repo.git"},
+		{"token with a port", "http://tok@127.0.0.1:8080/repo.git", "http://xxxxx@127.0.0.1:8080/repo.git"},
+		{"escaped token", "https://to%40ken:pa%2Fss@git.example/repo.git", "https://xxxxx:xxxxx@git.example/repo.git"},
+		{"at sign in the user", "https://to@ken@git.example/repo.git", "https://xxxxx@git.example/repo.git"},
+		{"URL that does not parse", "https://tok789@git.example/repo%zz.git", "https://xxxxx@git.example/repo%zz.git"},
+		{"upper-case scheme", "HTTPS://tok@git.example/repo.git", "HTTPS://xxxxx@git.example/repo.git"},
+		{"URL in a message", `Get "https://tok@git.example/repo.git/info/refs": refused`, `Get "https://xxxxx@git.example/repo.git/info/refs": refused`},
+		{"no credentials", "https://git.example/repo.git", "https://git.example/repo.git"},
+		{"at sign in the path", "https://git.example/org/@scope/repo.git", "https://git.example/org/@scope/repo.git"},
+		{"at sign in the query", "https://git.example/repo.git?by=a@b", "https://git.example/repo.git?by=a@b"},
+		{"SSH login", "ssh://git@git.example/repo.git", "ssh://git@git.example/repo.git"},
+		{"SSH password", "ssh://git:secret@git.example/repo.git", "ssh://git:xxxxx@git.example/repo.git"},
+		{"scp-like", "git@git.example:org/repo.git", "git@git.example:org/repo.git"},
+		{"local path", "/srv/git/repo", "/srv/git/repo"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Redact(tt.url); got != tt.want {
+				t.Errorf("Redact(%q) = %q, want %q", tt.url, got, tt.want)
 			}
 		})
 	}

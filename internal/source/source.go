@@ -4,19 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
-	"path"
-	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // ErrRefNotFound means the repository has no branch, tag or commit by the
@@ -117,56 +110,11 @@ func checkout(ctx context.Context, origin string, repo *git.Repository, opts Opt
 	}
 	snap := &Snapshot{Origin: origin, Root: dir, Path: opts.Path, Ref: ref, Revision: hash.String(),
 		cleanup: func() error { return os.RemoveAll(dir) }}
-	if err := writeTree(ctx, tree, dir); err != nil {
+	if err := writeTree(ctx, repo.Storer, tree, dir); err != nil {
 		_ = snap.Close()
 		return nil, fmt.Errorf("source %s at %s: %w", origin, hash, err)
 	}
 	return snap, nil
-}
-
-// writeTree writes every file of tree under dir. Symbolic links are kept
-// when they point inside the tree and refused when they leave it.
-func writeTree(ctx context.Context, tree *object.Tree, dir string) error {
-	return tree.Files().ForEach(func(f *object.File) error {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("checkout stopped: %w", err)
-		}
-		if !fs.ValidPath(f.Name) {
-			return fmt.Errorf("%s: path is not allowed", f.Name)
-		}
-		target := filepath.Join(dir, filepath.FromSlash(f.Name))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		switch f.Mode {
-		case filemode.Symlink:
-			link, err := f.Contents()
-			if err != nil {
-				return err
-			}
-			resolved := path.Join(path.Dir(f.Name), link)
-			if path.IsAbs(link) || resolved == ".." || strings.HasPrefix(resolved, "../") {
-				return fmt.Errorf("%s: symbolic link to %s leaves the repository; gitk8s reads only files inside it", f.Name, link)
-			}
-			return os.Symlink(link, target)
-		case filemode.Submodule:
-			return nil // submodules are not fetched
-		}
-		r, err := f.Reader()
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, r); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
 }
 
 // openRemote fetches a remote repository through the cache.
