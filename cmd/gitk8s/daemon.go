@@ -60,7 +60,7 @@ refused at start with every problem named.`,
 			if err != nil {
 				return failWith(exitError, err)
 			}
-			srv := &http.Server{Addr: listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			srv := daemon.NewServer(listen, h, daemon.DefaultServerOptions())
 			go func() {
 				if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 					logger.Error("listener stopped", "error", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -57,11 +58,64 @@ func newMetrics() *metrics {
 type statusRecorder struct {
 	http.ResponseWriter
 	code int
+	// forwarded is set when the request went on to the leader, which
+	// answered it.
+	forwarded bool
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	s.code = code
 	s.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection, to set a
+// webhook body's read deadline.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// ServerOptions bound how long a client may hold a connection of the
+// daemon's HTTP listener, which anyone on the network may reach.
+type ServerOptions struct {
+	// ReadHeaderTimeout bounds the reading of a request's headers.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds the reading of a whole request. A webhook's body
+	// has its own bound, Receiver.BodyTimeout, from when it is read.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds the time from the end of a request's headers
+	// to the end of its response; it must leave room for a webhook's
+	// body, a read of its secret and, on a standby, the leader's answer.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long a kept-alive connection waits for its
+	// next request.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the size of a request's headers.
+	MaxHeaderBytes int
+}
+
+// DefaultServerOptions are the bounds of NewServer when nothing else is
+// said: generous for a Git provider's push, short for a client that
+// holds a connection open.
+func DefaultServerOptions() ServerOptions {
+	return ServerOptions{
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// NewServer is the HTTP server of the daemon's API (h, from Handler) at
+// addr, with every read and write bounded.
+func NewServer(addr string, h http.Handler, o ServerOptions) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		ReadTimeout:       o.ReadTimeout,
+		WriteTimeout:      o.WriteTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    o.MaxHeaderBytes,
+	}
 }
 
 // Handler serves the daemon's HTTP API: /hooks/<receiver>, /healthz,
@@ -70,6 +124,12 @@ func (s *statusRecorder) WriteHeader(code int) {
 // /readyz is 200 ("ok: leader" or "ok: standby") once the daemon runs and
 // the informers of every drift watch have listed their objects, so that
 // drift in them would be seen; until then 503 with the reason.
+//
+// A standby checks a webhook as the leader would (address budget, body,
+// signature) before it forwards it, so that the leader, where the
+// standby's requests all share the standby's address, gets only signed
+// ones, and a flood through the standby is limited by the sender's own
+// address. Serve it with NewServer, whose reads and writes are bounded.
 func (d *Daemon) Handler() (http.Handler, error) {
 	var receivers []*Receiver
 	for _, rc := range d.cfg.Webhooks.Receivers {
@@ -111,23 +171,46 @@ func (d *Daemon) Handler() (http.Handler, error) {
 		}
 		receivers = append(receivers, r)
 	}
-	hooks := WebhookHandler(receivers, d.OnPush)
 	known := map[string]bool{}
 	for _, r := range receivers {
 		known[r.Name] = true
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/hooks/", d.leaderOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-		hooks.ServeHTTP(rec, r)
-		// Paths that name no receiver are counted under one label, so that
-		// requests to made-up paths create no series.
-		name := strings.TrimPrefix(r.URL.Path, "/hooks/")
-		if !known[name] {
-			name = "unknown"
+	// count records a webhook's answer, unless this replica forwarded the
+	// request: the leader counts those.
+	count := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+			h.ServeHTTP(rec, r)
+			if rec.forwarded {
+				return
+			}
+			// Paths that name no receiver are counted under one label, so
+			// that requests to made-up paths create no series.
+			name := strings.TrimPrefix(r.URL.Path, "/hooks/")
+			if !known[name] {
+				name = "unknown"
+			}
+			d.metrics.webhooks.WithLabelValues(name, fmt.Sprint(rec.code)).Inc()
+		})
+	}
+	toLeader := d.leaderOnly(count(WebhookHandler(receivers, d.OnPush)))
+	checkThenForward := count(newWebhooks(receivers, func(w http.ResponseWriter, r *http.Request, _ *Receiver, body []byte) {
+		if rec, ok := w.(*statusRecorder); ok {
+			rec.forwarded = true
 		}
-		d.metrics.webhooks.WithLabelValues(name, fmt.Sprint(rec.code)).Inc()
-	})))
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		toLeader.ServeHTTP(w, r)
+	}))
+	mux := http.NewServeMux()
+	mux.Handle("/hooks/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A standby checks before it forwards; a request another replica
+		// forwarded is not forwarded again (leaderOnly refuses it).
+		if d.cfg.LeaderElection.Enabled && !d.Leader() && r.Header.Get(forwardedHeader) == "" {
+			checkThenForward.ServeHTTP(w, r)
+			return
+		}
+		toLeader.ServeHTTP(w, r)
+	}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !d.started.Load() {

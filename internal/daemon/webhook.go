@@ -9,10 +9,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +34,12 @@ const (
 const maxWebhookBody = 1 << 20
 
 // Receiver checks one provider's push webhooks.
+//
+// Its listener is open to anyone on the network, so a request is checked
+// in the order of what it costs: first its client address's budget of
+// unverified requests (nothing read yet), then its body (bounded in size
+// and time), the secret, the signature, and last, for a signed request,
+// the receiver's own limit.
 type Receiver struct {
 	// Name is the receiver's path: /hooks/<name>.
 	Name     string
@@ -40,16 +48,42 @@ type Receiver struct {
 	Secret []byte
 	// CurrentSecret, when set, is asked for the secret on every request
 	// instead of Secret, so that a rotated secret takes effect without a
-	// restart. An error answers 503.
+	// restart. An error answers 503, and is answered from memory for
+	// SecretRetry before CurrentSecret is asked again.
 	CurrentSecret func(context.Context) ([]byte, error)
-	// OnSecretError hears why CurrentSecret failed (never a value).
+	// OnSecretError hears why CurrentSecret failed (never a value), once
+	// per failed read.
 	OnSecretError func(error)
-	// PerMinute bounds requests (default 60); more get 429.
+	// PerMinute bounds signed requests (default 60); more get 429.
 	PerMinute int
+	// InvalidBurst and InvalidPerMinute bound, per client address, the
+	// requests that are not verified (a bad or missing signature, a body
+	// too large or too slow, a secret that cannot be read): once an
+	// address has used InvalidBurst, its requests get 429 before their
+	// body is read, until it earns them back at InvalidPerMinute a minute
+	// (defaults 20 and 30). Signed requests do not use this budget, so a
+	// flood from other addresses does not hold up the provider's pushes.
+	InvalidBurst     int
+	InvalidPerMinute int
+	// BodyTimeout bounds the reading of a request's body (default 10s); a
+	// slower body gets 408 and its connection is closed.
+	BodyTimeout time.Duration
+	// SecretRetry is how long a failure of CurrentSecret is remembered
+	// (default 5s).
+	SecretRetry time.Duration
 
 	mu     sync.Mutex
 	window time.Time
 	count  int
+
+	unverified addressBudgets
+
+	// secretMu makes one request at a time ask CurrentSecret, so that
+	// the requests arriving while a read fails wait for its result
+	// instead of each reading again.
+	secretMu          sync.Mutex
+	secretErr         error
+	secretFailedUntil time.Time
 }
 
 // Push is what a push event says: which repository and branch moved.
@@ -63,77 +97,174 @@ type Push struct {
 // WebhookHandler serves /hooks/<receiver> and calls onPush for every
 // verified push.
 func WebhookHandler(receivers []*Receiver, onPush func(Push) int) http.Handler {
-	byName := map[string]*Receiver{}
-	for _, r := range receivers {
-		byName[r.Name] = r
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		r, ok := byName[strings.TrimPrefix(req.URL.Path, "/hooks/")]
-		if !ok {
-			http.NotFound(w, req)
-			return
-		}
-		if req.Method != http.MethodPost {
-			http.Error(w, "POST only", http.StatusMethodNotAllowed)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(req.Body, maxWebhookBody+1))
-		if err != nil {
-			http.Error(w, "cannot read the body", http.StatusBadRequest)
-			return
-		}
-		if len(body) > maxWebhookBody {
-			http.Error(w, "body over 1 MiB", http.StatusRequestEntityTooLarge)
-			return
-		}
-		secret := r.Secret
-		if r.CurrentSecret != nil {
-			if secret, err = r.CurrentSecret(req.Context()); err != nil {
-				if r.OnSecretError != nil {
-					r.OnSecretError(err)
-				}
-				http.Error(w, "the receiver's secret cannot be read", http.StatusServiceUnavailable)
-				return
-			}
-		}
-		if !r.verify(secret, req.Header, body) {
-			http.Error(w, "bad or missing signature", http.StatusUnauthorized)
-			return
-		}
-		// Only signed requests count against the limit: unsigned ones
-		// cannot use it up for the provider's real pushes.
-		if !r.allow() {
-			http.Error(w, "too many requests", http.StatusTooManyRequests)
-			return
-		}
-		push, isPush, err := r.parse(req.Header, body)
-		if err != nil {
-			http.Error(w, "not a push event this receiver understands: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if !isPush {
-			w.WriteHeader(http.StatusAccepted) // not a push: nothing to do
-			return
-		}
-		n := onPush(push)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusAccepted)
-		_ = json.NewEncoder(w).Encode(map[string]int{"triggered": n})
+	return newWebhooks(receivers, func(w http.ResponseWriter, req *http.Request, r *Receiver, body []byte) {
+		r.servePush(w, req.Header, body, onPush)
 	})
 }
 
-func (r *Receiver) allow() bool {
+// webhooks serves /hooks/<receiver>: it admits, reads and verifies a
+// request, and hands a verified one, with its body, to verified.
+type webhooks struct {
+	receivers map[string]*Receiver
+	verified  func(w http.ResponseWriter, req *http.Request, r *Receiver, body []byte)
+}
+
+func newWebhooks(receivers []*Receiver, verified func(http.ResponseWriter, *http.Request, *Receiver, []byte)) *webhooks {
+	h := &webhooks{receivers: map[string]*Receiver{}, verified: verified}
+	for _, r := range receivers {
+		h.receivers[r.Name] = r
+	}
+	return h
+}
+
+func (h *webhooks) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r, ok := h.receivers[strings.TrimPrefix(req.URL.Path, "/hooks/")]
+	if !ok {
+		leaveUnread(w)
+		http.NotFound(w, req)
+		return
+	}
+	if req.Method != http.MethodPost {
+		leaveUnread(w)
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	burst, perMinute := r.invalidLimits()
+	budget, wait := r.unverified.admit(clientKey(req.RemoteAddr), time.Now(), perMinute, burst)
+	if budget == nil {
+		leaveUnread(w)
+		tooManyRequests(w, wait, "too many unverified requests from this address")
+		return
+	}
+	verified := false
+	defer func() { r.unverified.settle(budget, verified, time.Now()) }()
+	body, code, err := r.readBody(w, req)
+	if err != nil {
+		leaveUnread(w)
+		http.Error(w, err.Error(), code)
+		return
+	}
+	secret, wait, err := r.secret(req.Context())
+	if err != nil {
+		setRetryAfter(w, wait)
+		http.Error(w, "the receiver's secret cannot be read", http.StatusServiceUnavailable)
+		return
+	}
+	if !r.verify(secret, req.Header, body) {
+		http.Error(w, "bad or missing signature", http.StatusUnauthorized)
+		return
+	}
+	verified = true
+	h.verified(w, req, r, body)
+}
+
+// servePush answers a verified request: within the receiver's limit, a
+// push triggers onPush.
+func (r *Receiver) servePush(w http.ResponseWriter, h http.Header, body []byte, onPush func(Push) int) {
+	if wait, ok := r.allow(time.Now()); !ok {
+		tooManyRequests(w, wait, "too many requests")
+		return
+	}
+	push, isPush, err := r.parse(h, body)
+	if err != nil {
+		http.Error(w, "not a push event this receiver understands: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !isPush {
+		w.WriteHeader(http.StatusAccepted) // not a push: nothing to do
+		return
+	}
+	n := onPush(push)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(map[string]int{"triggered": n})
+}
+
+// readBody reads a request's body within BodyTimeout and maxWebhookBody;
+// an error comes with the status that answers it.
+func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, int, error) {
+	timeout := positiveOr(r.BodyTimeout, DefaultWebhookBodyTimeout)
+	rc := http.NewResponseController(w)
+	// A ResponseWriter that cannot set a deadline (a test's recorder) is
+	// left to the server's ReadTimeout.
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxWebhookBody+1))
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, http.StatusRequestTimeout, fmt.Errorf("the body did not arrive within %s", timeout)
+	case err != nil:
+		return nil, http.StatusBadRequest, errors.New("cannot read the body")
+	case len(body) > maxWebhookBody:
+		return nil, http.StatusRequestEntityTooLarge, errors.New("body over 1 MiB")
+	}
+	// Cleared once read: the server goes on reading in the background
+	// while the request is handled, and a deadline there would cancel the
+	// request's context (and a standby's forwarding with it).
+	_ = rc.SetReadDeadline(time.Time{})
+	return body, 0, nil
+}
+
+// leaveUnread closes the connection after an answer given before the body
+// was read whole. Otherwise the server would read up to 256 KiB of what is
+// left of it to keep the connection, as slowly as the client sends it.
+func leaveUnread(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
+// secret is the receiver's secret. A failure of CurrentSecret is kept for
+// SecretRetry and answered from memory, with the time left, so that a
+// flood of requests while a Secret is missing becomes neither as many
+// requests to the home cluster nor as many log lines.
+func (r *Receiver) secret(ctx context.Context) ([]byte, time.Duration, error) {
+	if r.CurrentSecret == nil {
+		return r.Secret, 0, nil
+	}
+	r.secretMu.Lock()
+	defer r.secretMu.Unlock()
+	if left := time.Until(r.secretFailedUntil); r.secretErr != nil && left > 0 {
+		return nil, left, r.secretErr
+	}
+	// Not bound to the request: a client that goes away must not become
+	// a failure that the requests after it are answered with.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), webhookSecretTimeout)
+	defer cancel()
+	secret, err := r.CurrentSecret(ctx)
+	if err != nil {
+		retry := positiveOr(r.SecretRetry, DefaultWebhookSecretRetry)
+		r.secretErr, r.secretFailedUntil = err, time.Now().Add(retry)
+		if r.OnSecretError != nil {
+			r.OnSecretError(err)
+		}
+		return nil, retry, err
+	}
+	r.secretErr = nil
+	return secret, 0, nil
+}
+
+func (r *Receiver) invalidLimits() (burst, perMinute int) {
+	return positiveOr(r.InvalidBurst, DefaultWebhookInvalidBurst), positiveOr(r.InvalidPerMinute, DefaultWebhookInvalidPerMinute)
+}
+
+// positiveOr is v, or def when v is not set (zero or less).
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// allow counts a signed request against PerMinute; when it is over, it
+// says how long until the minute's window ends.
+func (r *Receiver) allow(now time.Time) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	limit := r.PerMinute
-	if limit <= 0 {
-		limit = 60
-	}
-	if time.Since(r.window) > time.Minute {
-		r.window, r.count = time.Now(), 0
+	limit := positiveOr(r.PerMinute, DefaultWebhookPerMinute)
+	if now.Sub(r.window) > time.Minute {
+		r.window, r.count = now, 0
 	}
 	r.count++
-	return r.count <= limit
+	return r.window.Add(time.Minute).Sub(now), r.count <= limit
 }
 
 // verify checks the request's signature or token in constant time. An

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -90,6 +91,7 @@ func TestWebhookRateLimit(t *testing.T) {
 	d := testDaemon()
 	h := WebhookHandler([]*Receiver{{Name: "r", Provider: ProviderGitLab, Secret: []byte("t"), PerMinute: 3}}, d.OnPush)
 	codes := []int{}
+	var retryAfter string
 	for range 5 {
 		req := httptest.NewRequest(http.MethodPost, "/hooks/r", bytes.NewBufferString("{}"))
 		req.Header.Set("X-Gitlab-Token", "t")
@@ -97,9 +99,14 @@ func TestWebhookRateLimit(t *testing.T) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		codes = append(codes, rec.Code)
+		retryAfter = rec.Header().Get("Retry-After")
 	}
 	if codes[2] != 202 || codes[3] != 429 || codes[4] != 429 {
 		t.Errorf("codes %v", codes)
+	}
+	// The window is a minute: the 429 says to come back within it.
+	if s, err := strconv.Atoi(retryAfter); err != nil || s < 1 || s > 60 {
+		t.Errorf("Retry-After %q, want 1 to 60 seconds", retryAfter)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/hooks/unknown", nil))
