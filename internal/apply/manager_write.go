@@ -280,20 +280,10 @@ func (m *Manager) fail(it *item, err error) {
 		ref = render.RefOf(it.obj)
 	}
 	if diff.IsSecret(it.obj) {
-		err = redacted{err: err, text: m.opts.Masker.Redact(err.Error())}
+		err = m.opts.Masker.RedactError(err)
 	}
 	it.entry.Err = &render.Error{Source: it.entry.Source, Object: ref, Err: err}
 }
-
-// redacted is an error whose text had Secret values masked; it still
-// unwraps to the original so callers can match it with errors.Is and As.
-type redacted struct {
-	err  error
-	text string
-}
-
-func (e redacted) Error() string { return e.text }
-func (e redacted) Unwrap() error { return e.err }
 
 func conditionTrue(u *unstructured.Unstructured, condType string) bool {
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")

@@ -51,7 +51,9 @@ type Daemon struct {
 	clusterOptions  cluster.Options
 	fetcher         *source.Fetcher
 	memory          apply.Memory
-	log             *slog.Logger
+	// protected are the daemon's own objects, which no sync may write.
+	protected []reconcile.Protected
+	log       *slog.Logger
 
 	metrics *metrics
 	// events records Kubernetes Events, per cluster name.
@@ -94,7 +96,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
 		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
-		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions()}
+		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions(), protected: cfg.protected()}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
 		var err error

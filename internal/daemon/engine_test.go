@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -184,5 +185,32 @@ syncs:
 	}
 	if _, err := client.CoreV1().ConfigMaps(ns).Get(ctx, "ok", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("a refused revision wrote a ConfigMap (%v)", err)
+	}
+}
+
+// TestSyncNeverAdoptsAnotherSyncsInventory configures a sync whose
+// source's CLI inventory name is another sync's inventory: it adopts
+// nothing, while a sync whose CLI name is free adopts it.
+func TestSyncNeverAdoptsAnotherSyncsInventory(t *testing.T) {
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- {name: shop-deploy, source: {url: https://git.example/other.git}, clusters: [local]}
+- {name: web, source: {url: https://git.example/shop.git, path: deploy}, clusters: [local]}
+- {name: api, source: {url: https://git.example/api.git, path: deploy}, clusters: [local]}
+`, env.Contexts[0], env.Kubeconfig))
+	for _, tt := range []struct {
+		sync  int
+		adopt []string
+	}{{1, nil}, {2, []string{"gitk8s-api-deploy"}}} {
+		req, err := d.Request(context.Background(), d.cfg.Syncs[tt.sync], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := req.Settings.Inventory.Adopt; !slices.Equal(got, tt.adopt) {
+			t.Errorf("sync %s adopts %v, want %v", d.cfg.Syncs[tt.sync].Name, got, tt.adopt)
+		}
 	}
 }

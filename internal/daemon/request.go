@@ -51,7 +51,16 @@ func (s SyncConfig) Settings() reconcile.Settings {
 // apply memory, and the daemon's own objects, which the sync may not write. It has no hooks; Reconcile adds those. An error means the
 // sync's clusters could not be chosen.
 func (d *Daemon) Request(ctx context.Context, s SyncConfig, src reconcile.Source) (reconcile.Request, error) {
-	req := reconcile.Request{Name: s.Name, Source: src, Settings: s.Settings(), Memory: d.memory, Protected: d.cfg.protected()}
+	req := reconcile.Request{Name: s.Name, Source: src, Settings: s.Settings(), Memory: d.memory, Protected: d.protected}
+	// An inventory another sync owns is never adopted: two syncs whose
+	// names and sources happen to meet must not prune each other.
+	var adopt []string
+	for _, name := range req.Settings.Inventory.Adopt {
+		if !d.cfg.ownsInventory(name) {
+			adopt = append(adopt, name)
+		}
+	}
+	req.Settings.Inventory.Adopt = adopt
 	configs, err := d.clustersOf(s)
 	if err != nil {
 		return req, fmt.Errorf("sync %s: %w", s.Name, err)
@@ -61,6 +70,16 @@ func (d *Daemon) Request(ctx context.Context, s SyncConfig, src reconcile.Source
 		req.Clusters = append(req.Clusters, reconcile.Cluster{Name: c.Name, Labels: c.Labels, Target: t, Unavailable: err})
 	}
 	return req, nil
+}
+
+// ownsInventory reports whether a configured sync's inventory has this name.
+func (c *Config) ownsInventory(name string) bool {
+	for _, s := range c.Syncs {
+		if s.Settings().InventoryOf(s.Name).Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Sync returns the configured sync with this name.

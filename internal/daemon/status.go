@@ -6,18 +6,19 @@ import (
 	"github.com/gitk8s/gitk8s/internal/reconcile"
 )
 
-// Reasons of the Ready condition.
+// Reasons of the Ready condition: the engine's, and Progressing while a
+// reconcile runs.
 const (
-	ReasonSucceeded          = "Succeeded"
+	ReasonSucceeded          = string(reconcile.Succeeded)
 	ReasonProgressing        = "Progressing"
-	ReasonSourceUnavailable  = "SourceUnavailable"
-	ReasonRenderFailed       = "RenderFailed"
-	ReasonPolicyViolation    = "PolicyViolation"
-	ReasonPlanFailed         = "PlanFailed"
-	ReasonApplyFailed        = "ApplyFailed"
-	ReasonHealthCheckFailed  = "HealthCheckFailed"
-	ReasonPruneRefused       = "PruneRefused"
-	ReasonClusterUnavailable = "ClusterUnavailable"
+	ReasonSourceUnavailable  = string(reconcile.SourceUnavailable)
+	ReasonRenderFailed       = string(reconcile.RenderFailed)
+	ReasonPolicyViolation    = string(reconcile.PolicyViolation)
+	ReasonPlanFailed         = string(reconcile.PlanFailed)
+	ReasonApplyFailed        = string(reconcile.ApplyFailed)
+	ReasonHealthCheckFailed  = string(reconcile.HealthCheckFailed)
+	ReasonPruneRefused       = string(reconcile.PruneRefused)
+	ReasonClusterUnavailable = string(reconcile.ClusterUnavailable)
 )
 
 // Condition is one condition of a sync, as Kubernetes objects have them.

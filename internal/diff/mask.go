@@ -111,6 +111,29 @@ func (m *Masker) Redact(text string) string {
 	return text
 }
 
+// RedactError masks, in an error's text, every Secret value the Masker
+// knows. The error it returns unwraps to err, so errors.Is and As still see
+// what happened; nil stays nil.
+func (m *Masker) RedactError(err error) error {
+	if err == nil {
+		return nil
+	}
+	text := m.Redact(err.Error())
+	if text == err.Error() {
+		return err
+	}
+	return redactedError{err: err, text: text}
+}
+
+// redactedError is an error whose text had Secret values masked.
+type redactedError struct {
+	err  error
+	text string
+}
+
+func (e redactedError) Error() string { return e.text }
+func (e redactedError) Unwrap() error { return e.err }
+
 // scalarText is a value as text. A value written as a number in YAML
 // (stringData: {pin: 12345678}) is invalid in a Secret, and the API server
 // quotes it when it refuses the Secret, so it must be known to Redact too.

@@ -306,23 +306,4 @@ func summarize(clusters []ClusterResult) (Reason, error) {
 }
 
 // mask masks, in an error's text, every Secret value the Masker knows.
-func mask(m *diff.Masker, err error) error {
-	if err == nil {
-		return nil
-	}
-	text := m.Redact(err.Error())
-	if text == err.Error() {
-		return err
-	}
-	return maskedError{err: err, text: text}
-}
-
-// maskedError is an error whose text had Secret values masked; it unwraps
-// to the original, so errors.Is and As still see what happened.
-type maskedError struct {
-	err  error
-	text string
-}
-
-func (e maskedError) Error() string { return e.text }
-func (e maskedError) Unwrap() error { return e.err }
+func mask(m *diff.Masker, err error) error { return m.RedactError(err) }
