@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/render"
@@ -23,6 +25,9 @@ type sourceOptions struct {
 	tlas             map[string]string
 	extVars          map[string]string
 	jsonnetLibs      []string
+	renderLimits     render.Limits
+	renderMemory     string
+	renderOutput     string
 
 	semver         string
 	gitUsername    string
@@ -41,6 +46,10 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringToStringVar(&o.tlas, "tla", nil, "jsonnet top-level argument, key=value (repeatable)")
 	cmd.Flags().StringToStringVar(&o.extVars, "ext-str", nil, "jsonnet external variable, key=value (repeatable)")
 	cmd.Flags().StringArrayVar(&o.jsonnetLibs, "jsonnet-lib", nil, "jsonnet library folder inside the source (repeatable)")
+	cmd.Flags().StringVar(&o.renderMemory, "render-memory", "1Gi", "memory the render may use (the render runs in a child process)")
+	cmd.Flags().DurationVar(&o.renderLimits.CPU, "render-cpu", render.DefaultLimits().CPU, "CPU time the render may use")
+	cmd.Flags().DurationVar(&o.renderLimits.Timeout, "render-timeout", render.DefaultLimits().Timeout, "wall-clock time the render may take")
+	cmd.Flags().StringVar(&o.renderOutput, "render-output", "64Mi", "size the rendered objects may have, as JSON")
 	cmd.Flags().StringVar(&o.semver, "semver", "", "for a Git URL: the highest tag in this semver range (\">=1.2 <2\", \"~1.4\")")
 	cmd.Flags().StringVar(&o.gitUsername, "git-username", os.Getenv("GITK8S_GIT_USERNAME"), "HTTPS user name (default $GITK8S_GIT_USERNAME)")
 	cmd.Flags().StringVar(&o.passwordFile, "git-password-file", "", "file holding the HTTPS password or token (default: $GITK8S_GIT_PASSWORD)")
@@ -53,6 +62,9 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 // openOptions are the source options, credentials read from their files.
 func (o *sourceOptions) openOptions() (source.Options, error) {
 	opts := source.Options{Ref: o.ref, SemVer: o.semver, Path: o.path, Timeout: o.gitTimeout}
+	if err := o.checkLimits(); err != nil {
+		return opts, err
+	}
 	opts.Auth.Username = o.gitUsername
 	opts.Auth.Password = os.Getenv("GITK8S_GIT_PASSWORD")
 	opts.Auth.SSHKeyPassphrase = os.Getenv("GITK8S_SSH_KEY_PASSPHRASE")
@@ -94,10 +106,28 @@ func (o *sourceOptions) openOptions() (source.Options, error) {
 	return opts, nil
 }
 
-// renderSettings are the render flags as the engine reads them.
+// renderSettings are the render flags as the engine reads them. The
+// quantities were checked by parseLimits.
 func (o *sourceOptions) renderSettings() reconcile.RenderSettings {
+	limits := o.renderLimits
+	if q, err := resource.ParseQuantity(o.renderMemory); err == nil {
+		limits.Memory = q.Value()
+	}
+	if q, err := resource.ParseQuantity(o.renderOutput); err == nil {
+		limits.Output = q.Value()
+	}
 	return reconcile.RenderSettings{AllowRemoteBases: o.allowRemoteBases, JsonnetEntry: o.jsonnetEntry,
-		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs}
+		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs, Limits: limits}
+}
+
+// checkLimits refuses render limits that are not quantities.
+func (o *sourceOptions) checkLimits() error {
+	for flag, v := range map[string]string{"--render-memory": o.renderMemory, "--render-output": o.renderOutput} {
+		if q, err := resource.ParseQuantity(v); err != nil || q.Sign() <= 0 {
+			return fmt.Errorf("%s %q: want a positive quantity such as 512Mi or 2Gi", flag, v)
+		}
+	}
+	return nil
 }
 
 // load opens SRC and renders it, for the commands that only read (render,

@@ -19,11 +19,13 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gitk8s/gitk8s/internal/policy"
+	"github.com/gitk8s/gitk8s/internal/render"
 )
 
 // Config is the daemon's configuration file (docs/configuration.md).
@@ -218,6 +220,36 @@ type SourceConfig struct {
 	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`
 	// Jsonnet are the inputs of jsonnet evaluation.
 	Jsonnet *JsonnetConfig `json:"jsonnet,omitempty"`
+	// RenderLimits bound the render of each revision, as the CLI's
+	// --render-memory, --render-cpu, --render-timeout and --render-output
+	// flags do.
+	RenderLimits *RenderLimitsConfig `json:"renderLimits,omitempty"`
+}
+
+// RenderLimitsConfig bound a sync's render, which runs in a child process
+// of gitk8s: its memory and the size of its output as quantities ("1Gi",
+// "64Mi"), its CPU time and its wall-clock time as durations. Unset fields
+// take the defaults (1Gi, 1m, 2m, 64Mi).
+type RenderLimitsConfig struct {
+	Memory  *resource.Quantity `json:"memory,omitempty"`
+	CPU     Duration           `json:"cpu,omitempty"`
+	Timeout Duration           `json:"timeout,omitempty"`
+	Output  *resource.Quantity `json:"output,omitempty"`
+}
+
+// limits are the render limits these settings give.
+func (c *RenderLimitsConfig) limits() render.Limits {
+	if c == nil {
+		return render.Limits{}
+	}
+	l := render.Limits{CPU: c.CPU.Duration, Timeout: c.Timeout.Duration}
+	if c.Memory != nil {
+		l.Memory = c.Memory.Value()
+	}
+	if c.Output != nil {
+		l.Output = c.Output.Value()
+	}
+	return l
 }
 
 // JsonnetConfig are a sync's jsonnet inputs, as the CLI's --jsonnet-entry,

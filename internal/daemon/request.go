@@ -35,6 +35,7 @@ func (s SyncConfig) Settings() reconcile.Settings {
 	}
 	set.Wait = s.Wait.Timeout.Duration
 	set.Render.AllowRemoteBases = s.Source.AllowRemoteBases
+	set.Render.Limits = s.Source.RenderLimits.limits()
 	if j := s.Source.Jsonnet; j != nil {
 		set.Render.JsonnetEntry, set.Render.TLAs, set.Render.ExtVars, set.Render.JsonnetLibs = j.Entry, j.TLAs, j.ExtVars, j.Libs
 	}

@@ -60,6 +60,8 @@ type RenderSettings struct {
 	ExtVars map[string]string
 	// JsonnetLibs are library folders inside the source.
 	JsonnetLibs []string
+	// Limits bound the render (zero fields: render.DefaultLimits).
+	Limits render.Limits
 }
 
 // InventorySettings name the ApplySet parent Secret of a sync.
@@ -124,6 +126,9 @@ func (s Settings) Validate() []error {
 	if s.Concurrency < 0 {
 		bad("concurrency must not be negative")
 	}
+	if l := s.Render.Limits; l.Memory < 0 || l.CPU < 0 || l.Timeout < 0 || l.Output < 0 {
+		bad("render limits must not be negative")
+	}
 	if e := s.Render.JsonnetEntry; e != "" && !insideSource(e) {
 		bad("jsonnet entry %q must be a file inside the source", e)
 	}
@@ -159,6 +164,7 @@ func (r RenderSettings) Options(snap *source.Snapshot) render.Options {
 		AllowRemoteBases: r.AllowRemoteBases,
 		JsonnetEntry:     r.JsonnetEntry,
 		Jsonnet:          render.JsonnetOptions{TLAs: r.TLAs, ExtVars: r.ExtVars, LibPaths: r.JsonnetLibs},
+		Limits:           r.Limits,
 	}
 }
 

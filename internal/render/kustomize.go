@@ -3,9 +3,11 @@ package render
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 
@@ -51,17 +53,18 @@ func renderKustomization(root, dir, file string, opts Options) ([]*Object, error
 	if err != nil {
 		return nil, err
 	}
-	fs := confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot}
+	disk := confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot}
 	k := krusty.MakeKustomizer(&krusty.Options{
 		Reorder:          krusty.ReorderOptionUnspecified,
 		LoadRestrictions: types.LoadRestrictionsRootOnly,
 		PluginConfig:     types.DisabledPluginConfig(),
 	})
 	kustomizeMu.Lock()
-	resMap, err := k.Run(fs, filepath.Join(absRoot, dir))
+	resMap, err := k.Run(disk, filepath.Join(absRoot, dir))
 	kustomizeMu.Unlock()
 	if err != nil {
-		return nil, &Error{Source: src, Err: fmt.Errorf("kustomize build failed: %s", strings.ReplaceAll(err.Error(), absRoot+string(filepath.Separator), ""))}
+		msg := strings.ReplaceAll(err.Error(), absRoot+string(filepath.Separator), "")
+		return nil, &Error{Source: src, Err: fmt.Errorf("kustomize build failed: %s", redactSecretInputs(msg, secretInputs(root, dir)))}
 	}
 	var objects []*Object
 	for _, res := range resMap.Resources() {
@@ -81,12 +84,26 @@ func renderKustomization(root, dir, file string, opts Options) ([]*Object, error
 	return objects, nil
 }
 
-// refuseRemoteBases looks through every kustomization reachable from dir
-// for resources, bases or components that are not local paths.
-func refuseRemoteBases(root, dir string) error {
+// kustomizationRefs is what gitk8s reads of a kustomization itself: where
+// it loads from, and the inputs of its Secret generators.
+type kustomizationRefs struct {
+	Resources       []string `json:"resources"`
+	Bases           []string `json:"bases"`
+	Components      []string `json:"components"`
+	SecretGenerator []struct {
+		Literals []string `json:"literals"`
+		Envs     []string `json:"envs"`
+		Env      string   `json:"env"`
+		Files    []string `json:"files"`
+	} `json:"secretGenerator"`
+}
+
+// visitKustomizations calls visit for every kustomization reachable from
+// dir through local resources, bases and components, each once.
+func visitKustomizations(root, dir string, visit func(dir, file string, k *kustomizationRefs) error) error {
 	seen := map[string]bool{}
-	var visit func(dir string) error
-	visit = func(dir string) error {
+	var walk func(dir string) error
+	walk = func(dir string) error {
 		if seen[dir] {
 			return nil
 		}
@@ -99,29 +116,118 @@ func refuseRemoteBases(root, dir string) error {
 		if err != nil {
 			return err
 		}
-		var k struct {
-			Resources  []string `json:"resources"`
-			Bases      []string `json:"bases"`
-			Components []string `json:"components"`
-		}
+		var k kustomizationRefs
 		if err := yaml.Unmarshal(data, &k); err != nil {
 			return nil // kustomize reports a broken file with its own words
 		}
+		if err := visit(dir, file, &k); err != nil {
+			return err
+		}
 		for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
-			_, statErr := os.Stat(filepath.Join(root, dir, ref))
-			if statErr != nil && isRemote(ref) {
-				return fmt.Errorf("%s: %w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", file, ErrRemoteBase, ref)
-			}
 			next := path.Clean(path.Join(dir, ref))
+			if !fs.ValidPath(next) {
+				continue
+			}
 			if info, err := os.Stat(filepath.Join(root, next)); err == nil && info.IsDir() {
-				if err := visit(next); err != nil {
+				if err := walk(next); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	return visit(dir)
+	return walk(dir)
+}
+
+// refuseRemoteBases looks through every kustomization reachable from dir
+// for resources, bases or components that are not local paths.
+func refuseRemoteBases(root, dir string) error {
+	return visitKustomizations(root, dir, func(dir, file string, k *kustomizationRefs) error {
+		for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
+			_, statErr := os.Stat(filepath.Join(root, dir, ref))
+			if statErr != nil && isRemote(ref) {
+				return fmt.Errorf("%s: %w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", file, ErrRemoteBase, ref)
+			}
+		}
+		return nil
+	})
+}
+
+// secretInputs are the values the Secret generators of the kustomizations
+// reachable from dir would put in Secrets: each literal and its value, each
+// line of their env files and its value, and each of their files. A
+// kustomize error may quote any of them (a literal without "=" is printed
+// whole), so they are removed from its message before anyone sees it.
+func secretInputs(root, dir string) []string {
+	var values []string
+	add := func(v string) {
+		if v = strings.TrimSpace(v); len(v) >= 3 {
+			values = append(values, v)
+		}
+	}
+	addPair := func(line string) {
+		add(line)
+		if _, v, ok := strings.Cut(line, "="); ok {
+			add(v)
+			add(strings.Trim(v, `"'`))
+		}
+	}
+	read := func(dir, name string) string {
+		p := path.Clean(path.Join(dir, name))
+		if !fs.ValidPath(p) {
+			return ""
+		}
+		abs, err := filepath.Abs(filepath.Join(root, p))
+		if err != nil {
+			return ""
+		}
+		absRoot, _ := filepath.Abs(root)
+		data, err := confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot}.ReadFile(abs)
+		if err != nil || len(data) > 1<<20 {
+			return ""
+		}
+		return string(data)
+	}
+	_ = visitKustomizations(root, dir, func(dir, _ string, k *kustomizationRefs) error {
+		for _, g := range k.SecretGenerator {
+			for _, l := range g.Literals {
+				addPair(l)
+			}
+			envs := g.Envs
+			if g.Env != "" {
+				envs = append(envs, g.Env)
+			}
+			for _, e := range envs {
+				for _, line := range strings.Split(read(dir, e), "\n") {
+					addPair(line)
+				}
+			}
+			for _, f := range g.Files {
+				_, name, ok := strings.Cut(f, "=")
+				if !ok {
+					name = f
+				}
+				content := read(dir, name)
+				add(content)
+				for _, line := range strings.Split(content, "\n") {
+					add(line)
+				}
+			}
+		}
+		return nil
+	})
+	// Longest first, so that a value is never left half-replaced by a
+	// shorter one it contains.
+	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
+	return values
+}
+
+// redactSecretInputs removes every Secret generator input from msg.
+func redactSecretInputs(msg string, values []string) string {
+	for _, v := range values {
+		msg = strings.ReplaceAll(msg, v, "[redacted]")
+	}
+	return msg
 }
 
 // isRemote tells kustomize's remote references (URLs, git hosts, scp-like

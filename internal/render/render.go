@@ -29,6 +29,8 @@ type Options struct {
 	// JsonnetEntry, when set, is the one .jsonnet file (relative to Path)
 	// to evaluate instead of walking the folder.
 	JsonnetEntry string
+	// Limits bound the render's memory, CPU time, duration and output.
+	Limits Limits
 }
 
 // IgnoreFile lists, in gitignore syntax, files and folders of the source
@@ -41,8 +43,14 @@ const IgnoreFile = ".gitk8signore"
 // its YAML and JSON files are decoded, its .jsonnet files evaluated
 // (.libsonnet files are only imported) and its subfolders walked. Every
 // problem found is returned, joined, as *Error values; a bundle with errors
-// is never returned. A cancelled ctx stops the walk between files.
+// is never returned. The render runs in a child process bounded by
+// opts.Limits (see isolate.go); a cancelled ctx stops it.
 func Render(ctx context.Context, opts Options) (*Bundle, error) {
+	return renderIsolated(ctx, opts)
+}
+
+// renderInProcess is the render itself, run inside the renderer child.
+func renderInProcess(ctx context.Context, opts Options) (*Bundle, error) {
 	dir := path.Clean(filepath.ToSlash(opts.Path))
 	if dir == "" || dir == "/" {
 		dir = "."
