@@ -235,12 +235,44 @@ func (f *Fetcher) open(rawURL string) (*git.Repository, error) {
 		if err != nil {
 			return nil, err
 		}
-		_, err = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{rawURL}})
+		_, err = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{withoutUserinfo(rawURL)}})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("git cache %s: %w", dir, err)
 	}
+	if err := forgetCredentials(repo, rawURL); err != nil {
+		return nil, fmt.Errorf("git cache %s: %w", dir, err)
+	}
 	return repo, nil
+}
+
+// withoutUserinfo is an HTTP(S) URL without its user and password: the
+// cache's configuration on disk never holds them; authFor passes them to
+// each request instead. Other URLs are returned as they are (an SSH user
+// is a login name, not a secret).
+func withoutUserinfo(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return rawURL
+	}
+	u.User = nil
+	return u.String()
+}
+
+// forgetCredentials rewrites the remote of a cache made before caches
+// were written without credentials.
+func forgetCredentials(repo *git.Repository, rawURL string) error {
+	cfg, err := repo.Config()
+	if err != nil {
+		return err
+	}
+	origin, ok := cfg.Remotes["origin"]
+	clean := withoutUserinfo(rawURL)
+	if !ok || (len(origin.URLs) == 1 && origin.URLs[0] == clean) {
+		return nil
+	}
+	origin.URLs = []string{clean}
+	return repo.Storer.SetConfig(cfg)
 }
 
 func (f *Fetcher) lockFor(key string) *sync.Mutex {
@@ -547,13 +579,20 @@ func redact(err error, opts RemoteOptions) error {
 // far as the last "@" before the host (as url.Parse reads it).
 var urlUserinfo = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*)://([^/?#\s"'<>]*)@`)
 
+// urlSecretQuery matches a query parameter that carries a credential, as
+// some Git hosts and proxies take a token (?private_token=, ?access_token=).
+var urlSecretQuery = regexp.MustCompile(`(?i)([?&](?:access_token|private_token|oauth_token|token|auth|password|passwd|secret|key|api_key|apikey|sig|signature|x-amz-signature|x-goog-signature)=)[^&#\s"'<>]+`)
+
 // Redact hides the credentials of every URL in rawURL (a URL, or a text
 // quoting some): the password, and the user too unless the URL is SSH's,
 // whose user is a login such as "git", because a token is often given as
 // the user (https://TOKEN@host/repo.git, https://TOKEN:x-oauth-basic@host).
-// It reads the text, not a parsed URL, so that a URL that does not parse
-// is redacted all the same.
+// Query parameters that carry a credential (token, access_token,
+// private_token, signature and the like) are hidden too. It reads the
+// text, not a parsed URL, so that a URL that does not parse is redacted
+// all the same.
 func Redact(rawURL string) string {
+	rawURL = urlSecretQuery.ReplaceAllString(rawURL, "${1}xxxxx")
 	return urlUserinfo.ReplaceAllStringFunc(rawURL, func(match string) string {
 		m := urlUserinfo.FindStringSubmatch(match)
 		user, _, hasPassword := strings.Cut(m[2], ":")

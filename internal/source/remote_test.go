@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -264,6 +265,28 @@ func TestFetchTokenAsUser(t *testing.T) {
 	if !errors.Is(err, ErrRefNotFound) || strings.Contains(err.Error(), "user-token-31337") {
 		t.Errorf("missing branch: %v", err)
 	}
+	// The cache on disk holds no credential: its configuration names the
+	// remote without them, and the next fetch still authenticates.
+	err = filepath.WalkDir(f.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if bytes.Contains(data, []byte("user-token-31337")) {
+			t.Errorf("the cache file %s holds the token", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.commit("app.yaml", "v2")
+	opts.Ref = Ref{}
+	snap2, _, err := f.Fetch(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("a second fetch through the credential-free cache: %v", err)
+	}
+	snap2.Close()
 }
 
 func TestRedact(t *testing.T) {
@@ -286,6 +309,9 @@ func TestRedact(t *testing.T) {
 		{"SSH password", "ssh://git:secret@git.example/repo.git", "ssh://git:xxxxx@git.example/repo.git"},
 		{"scp-like", "git@git.example:org/repo.git", "git@git.example:org/repo.git"},
 		{"local path", "/srv/git/repo", "/srv/git/repo"},
+		{"token in the query", "https://git.example/repo.git?private_token=glpat-abc&ref=main", "https://git.example/repo.git?private_token=xxxxx&ref=main"},
+		{"access token after another parameter", "https://git.example/archive.tar.gz?ref=main&access_token=tok-1", "https://git.example/archive.tar.gz?ref=main&access_token=xxxxx"},
+		{"a signed URL", `GET "https://bucket.example/o?X-Amz-Signature=abcdef0123&X-Amz-Date=1" failed`, `GET "https://bucket.example/o?X-Amz-Signature=xxxxx&X-Amz-Date=1" failed`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -48,6 +48,27 @@ const (
 	maxLinkTarget = 4096
 )
 
+// TreeLimits bound what one snapshot may write: a commit with a file of a
+// gigabyte, or a million small ones, fails its checkout naming the limit
+// instead of filling the disk gitk8s and its other syncs share.
+type TreeLimits struct {
+	// FileBytes is the size of one file.
+	FileBytes int64
+	// TotalBytes is the size of all files together.
+	TotalBytes int64
+	// Entries is the number of files, folders and links.
+	Entries int
+}
+
+// DefaultTreeLimits are the limits of every checkout: 64 MiB per file,
+// 1 GiB in all, 200,000 entries. Kubernetes objects are at most 1.5 MiB
+// each (etcd's request limit), so no manifest comes near them.
+var DefaultTreeLimits = TreeLimits{FileBytes: 64 << 20, TotalBytes: 1 << 30, Entries: 200_000}
+
+// ErrTreeLimit is wrapped by the error of a checkout stopped at one of the
+// tree limits.
+var ErrTreeLimit = errors.New("snapshot limit exceeded")
+
 // writeTree writes tree into dir, an empty folder, and refuses with an
 // *EntryError whatever could write outside dir, replace another entry or
 // lead a reader outside dir later.
@@ -59,7 +80,7 @@ const (
 // only if it resolves inside dir on disk, through whatever other links
 // the tree holds.
 func writeTree(ctx context.Context, objects storer.EncodedObjectStorer, tree *object.Tree, dir string) error {
-	w := &treeWriter{ctx: ctx, objects: objects, root: dir}
+	w := &treeWriter{ctx: ctx, objects: objects, root: dir, limits: DefaultTreeLimits}
 	if err := w.writeFolder(tree, ""); err != nil {
 		return err
 	}
@@ -81,6 +102,9 @@ type treeWriter struct {
 	objects storer.EncodedObjectStorer
 	root    string
 	links   []treeLink // made once every folder and file is written
+	limits  TreeLimits
+	entries int   // written so far
+	bytes   int64 // of files written so far
 }
 
 type treeLink struct {
@@ -110,6 +134,9 @@ func (w *treeWriter) writeFolder(tree *object.Tree, folder string) error {
 			return &EntryError{Path: p, Err: errors.New("the tree holds this name twice")}
 		}
 		seen[e.Name] = true
+		if w.entries++; w.entries > w.limits.Entries {
+			return &EntryError{Path: p, Err: fmt.Errorf("%w: the tree holds more than %d files, folders and links; watch a smaller repository, or split it", ErrTreeLimit, w.limits.Entries)}
+		}
 		switch e.Mode {
 		case filemode.Dir:
 			sub, err := object.GetTree(w.objects, e.Hash)
@@ -124,6 +151,10 @@ func (w *treeWriter) writeFolder(tree *object.Tree, folder string) error {
 			}
 		case filemode.Regular, filemode.Executable, filemode.Deprecated:
 			if err := w.writeFile(e.Hash, p); err != nil {
+				var entryErr *EntryError
+				if errors.As(err, &entryErr) {
+					return err
+				}
 				return fmt.Errorf("%s: %w", p, err)
 			}
 		case filemode.Symlink:
@@ -147,6 +178,12 @@ func (w *treeWriter) writeFile(hash plumbing.Hash, p string) error {
 	blob, err := object.GetBlob(w.objects, hash)
 	if err != nil {
 		return err
+	}
+	if blob.Size > w.limits.FileBytes {
+		return &EntryError{Path: p, Err: fmt.Errorf("%w: the file is %d bytes, more than %d; keep large files out of the repository gitk8s watches", ErrTreeLimit, blob.Size, w.limits.FileBytes)}
+	}
+	if w.bytes += blob.Size; w.bytes > w.limits.TotalBytes {
+		return &EntryError{Path: p, Err: fmt.Errorf("%w: the files of the tree are more than %d bytes together; keep large files out of the repository gitk8s watches", ErrTreeLimit, w.limits.TotalBytes)}
 	}
 	r, err := blob.Reader()
 	if err != nil {

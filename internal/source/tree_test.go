@@ -383,3 +383,42 @@ func TestLinksInsideTheTree(t *testing.T) {
 		})
 	}
 }
+
+// TestTreeLimits: a commit with a file too large, files too large
+// together, or too many entries fails its checkout naming the entry and
+// the limit, and leaves no snapshot behind.
+func TestTreeLimits(t *testing.T) {
+	up := newUpstream(t)
+	gitDir := filepath.Join(up.root, "repo.git")
+	saved := DefaultTreeLimits
+	t.Cleanup(func() { DefaultTreeLimits = saved })
+	DefaultTreeLimits = TreeLimits{FileBytes: 1000, TotalBytes: 2500, Entries: 20}
+	base := t.TempDir()
+	t.Setenv("TMPDIR", base)
+	var many []node
+	for i := range 25 {
+		many = append(many, file(strings.Repeat("f", i+1), "x"))
+	}
+	tests := []struct {
+		name, entry, want string
+		tree              []node
+	}{
+		{"a huge file", "big.yaml", "the file is 1001 bytes, more than 1000", []node{file("a.yaml", "x"), file("big.yaml", strings.Repeat("x", 1001))}},
+		{"files too large together", "d/c", "more than 2500 bytes together", []node{folder("d", file("a", strings.Repeat("a", 900)), file("b", strings.Repeat("b", 900)), file("c", strings.Repeat("c", 900)))}},
+		{"too many entries", strings.Repeat("f", 21), "more than 20 files, folders and links", many},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			branch := "limits-" + strings.ReplaceAll(tt.name, " ", "-")
+			commitTree(t, gitDir, branch, tt.tree)
+			_, err := Open(t.Context(), gitDir, Options{Ref: branch})
+			var entryErr *EntryError
+			if !errors.Is(err, ErrTreeLimit) || !errors.As(err, &entryErr) || entryErr.Path != tt.entry || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want a tree limit naming %s and saying %q", err, tt.entry, tt.want)
+			}
+			if entries, _ := os.ReadDir(base); len(entries) != 0 {
+				t.Errorf("left behind: %v", entries)
+			}
+		})
+	}
+}
