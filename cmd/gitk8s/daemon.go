@@ -44,10 +44,7 @@ refused at start with every problem named.`,
 			// client-go's own lines (leader election, watches) go through the
 			// same handler, so that --log-format json is JSON throughout.
 			klog.SetSlogLogger(logger)
-			listen := cfg.Webhooks.Listen
-			if listen == "" {
-				listen = ":9292"
-			}
+			listen := cfg.Webhooks.ListenAddress()
 			if advertiseURL == "" {
 				advertiseURL = defaultAdvertiseURL(listen)
 			}
@@ -56,28 +53,49 @@ refused at start with every problem named.`,
 				return failWith(exitError, err)
 			}
 			defer d.Close()
-			h, err := d.Handler()
+			servers, err := d.Servers(daemon.DefaultServerOptions())
 			if err != nil {
 				return failWith(exitError, err)
 			}
-			srv := daemon.NewServer(listen, h, daemon.DefaultServerOptions())
-			go func() {
-				if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					logger.Error("listener stopped", "error", err)
+			// Bind every address before serving any, so that an address
+			// that cannot be had stops the daemon at start instead of
+			// leaving it running without webhooks or probes.
+			var listeners []net.Listener
+			for _, srv := range servers {
+				l, err := net.Listen("tcp", srv.Addr)
+				if err != nil {
+					for _, l := range listeners {
+						_ = l.Close()
+					}
+					return failWith(exitError, fmt.Errorf("listen %s: %w", srv.Addr, err))
 				}
-			}()
-			logger.Info("daemon started", "listen", listen, "syncs", len(cfg.Syncs), "clusters", len(cfg.Clusters))
+				listeners = append(listeners, l)
+			}
+			for i, srv := range servers {
+				go func() {
+					if err := srv.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						logger.Error("listener stopped", "listen", srv.Addr, "error", err)
+					}
+				}()
+			}
+			started := []any{"listen", listen, "syncs", len(cfg.Syncs), "clusters", len(cfg.Clusters)}
+			if cfg.Webhooks.HooksListen != "" {
+				started = append(started, "hooksListen", cfg.Webhooks.HooksListen)
+			}
+			logger.Info("daemon started", started...)
 			err = d.RunElected(cmd.Context())
 			shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_ = srv.Shutdown(shutdown)
+			for _, srv := range servers {
+				_ = srv.Shutdown(shutdown)
+			}
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file")
 	cmd.Flags().StringVar(&cacheDir, "git-cache-dir", "", "where remote repositories are cached (default: the user's cache directory)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
-	cmd.Flags().StringVar(&advertiseURL, "advertise-url", "", "where other replicas reach this daemon's HTTP API, so that standbys forward webhooks and status requests to the leader (default: http://$POD_IP:<listen port> when POD_IP is set)")
+	cmd.Flags().StringVar(&advertiseURL, "advertise-url", "", "where other replicas reach this daemon's HTTP API at webhooks.listen, so that standbys forward webhooks and status requests to the leader (default: http://$POD_IP:<listen port> when POD_IP is set)")
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,18 +37,37 @@ type Config struct {
 	Syncs      []SyncConfig    `json:"syncs"`
 	// Concurrency bounds how many syncs run at once (default 4).
 	Concurrency int `json:"concurrency,omitempty"`
-	// Webhooks is the HTTP listener: push webhooks, health, metrics,
+	// Webhooks are the HTTP listeners: push webhooks, health, metrics,
 	// the status API and page.
 	Webhooks WebhooksConfig `json:"webhooks,omitempty"`
 	// LeaderElection lets several daemons run with one reconciling.
 	LeaderElection LeaderElectionConfig `json:"leaderElection,omitempty"`
 }
 
-// WebhooksConfig is the daemon's HTTP listener.
+// DefaultListen is the address of the daemon's HTTP API when
+// webhooks.listen is not set.
+const DefaultListen = ":9292"
+
+// WebhooksConfig are the daemon's HTTP listeners and webhook receivers.
 type WebhooksConfig struct {
-	// Listen is the address (default ":9292").
-	Listen    string           `json:"listen,omitempty"`
-	Receivers []ReceiverConfig `json:"receivers,omitempty"`
+	// Listen is the address of the daemon's HTTP API (default
+	// DefaultListen): health, readiness, metrics, the status API and page,
+	// and /hooks/ too unless HooksListen is set.
+	Listen string `json:"listen,omitempty"`
+	// HooksListen, when set, is a second address, which serves /hooks/
+	// and nothing else; Listen then serves everything but /hooks/. So the
+	// webhooks alone can be exposed to Git providers while the status,
+	// which anyone who reaches it may read, stays internal.
+	HooksListen string           `json:"hooksListen,omitempty"`
+	Receivers   []ReceiverConfig `json:"receivers,omitempty"`
+}
+
+// ListenAddress is Listen, or DefaultListen when it is not set.
+func (w WebhooksConfig) ListenAddress() string {
+	if w.Listen == "" {
+		return DefaultListen
+	}
+	return w.Listen
 }
 
 // ReceiverConfig is one webhook receiver, served at /hooks/<name>.
@@ -427,6 +447,9 @@ func (c *Config) validate() []error {
 	if len(c.Syncs) == 0 {
 		bad("syncs: at least one sync is needed")
 	}
+	for _, e := range c.Webhooks.listenProblems() {
+		bad("webhooks: %s", e)
+	}
 	receivers := map[string]bool{}
 	for i, r := range c.Webhooks.Receivers {
 		if !nameRE.MatchString(r.Name) || receivers[r.Name] {
@@ -457,6 +480,29 @@ func (c *Config) validate() []error {
 		bad("concurrency must not be negative")
 	}
 	return errs
+}
+
+// listenProblems names what is wrong with the listen addresses: each must
+// be host:port, and HooksListen must not be an address Listen binds too.
+func (w WebhooksConfig) listenProblems() []string {
+	var out []string
+	listenHost, listenPort, err := net.SplitHostPort(w.ListenAddress())
+	if err != nil {
+		out = append(out, fmt.Sprintf("listen %q: %v (write host:port or :port)", w.Listen, err))
+	}
+	if w.HooksListen == "" {
+		return out
+	}
+	hooksHost, hooksPort, err := net.SplitHostPort(w.HooksListen)
+	if err != nil {
+		return append(out, fmt.Sprintf("hooksListen %q: %v (write host:port or :port)", w.HooksListen, err))
+	}
+	anyHost := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	if len(out) == 0 && hooksPort == listenPort && hooksPort != "0" &&
+		(hooksHost == listenHost || anyHost(hooksHost) || anyHost(listenHost)) {
+		out = append(out, fmt.Sprintf("hooksListen %q is an address listen %q binds too: give /hooks/ a port of its own, or leave hooksListen out to serve everything at listen", w.HooksListen, w.ListenAddress()))
+	}
+	return out
 }
 
 // problems names what is malformed in a reference: the name, namespace

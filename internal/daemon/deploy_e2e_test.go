@@ -11,14 +11,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -48,7 +53,8 @@ func TestDeployedRBACIsEnough(t *testing.T) {
 			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
 		}
 	}
-	for _, f := range []string{"00-namespace.yaml", "10-rbac.yaml", "11-grant-course.yaml"} {
+	// The course's grant is an example, which deploy/ does not apply.
+	for _, f := range []string{"00-namespace.yaml", "10-rbac.yaml", "examples/grant-course.yaml"} {
 		kubectl("apply", "--server-side", "-f", filepath.Join(root, "deploy", f))
 	}
 	ctx := context.Background()
@@ -96,12 +102,17 @@ func TestDeployedRBACIsEnough(t *testing.T) {
 		})
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// As deploy/ runs it: the status and the webhooks on two listeners.
+	var addrs []string
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close()
 	}
-	addr := l.Addr().String()
-	l.Close()
+	addr, hooksAddr := addrs[0], addrs[1]
 	config := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(config, []byte(fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
@@ -115,9 +126,10 @@ syncs:
   wait: {timeout: 2m}
 webhooks:
   listen: "%s"
+  hooksListen: "%s"
   receivers: [{name: github, provider: github, secretRef: {name: gitk8s-test-webhook}}]
 leaderElection: {enabled: true}
-`, kubeconfig, srv.URL, addr)), 0o644); err != nil {
+`, kubeconfig, srv.URL, addr, hooksAddr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "gitk8s")
@@ -197,13 +209,36 @@ leaderElection: {enabled: true}
 		t.Errorf("course/web-credentials was not set back: DB_USER %q, %v", s.Data["DB_USER"], err)
 	}
 
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("/readyz answered %d", resp.StatusCode)
+	// Each path on its own listener only.
+	push := fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, srv.URL)
+	for _, c := range []struct {
+		method, url, body string
+		want              int
+	}{
+		{http.MethodGet, "http://" + addr + "/readyz", "", http.StatusOK},
+		{http.MethodGet, "http://" + hooksAddr + "/readyz", "", http.StatusNotFound},
+		{http.MethodGet, "http://" + hooksAddr + "/api/v1/syncs", "", http.StatusNotFound},
+		{http.MethodGet, "http://" + hooksAddr + "/metrics", "", http.StatusNotFound},
+		{http.MethodGet, "http://" + hooksAddr + "/", "", http.StatusNotFound},
+		{http.MethodPost, "http://" + addr + "/hooks/github", push, http.StatusNotFound},
+		{http.MethodPost, "http://" + hooksAddr + "/hooks/github", push, http.StatusAccepted},
+	} {
+		req, err := http.NewRequest(c.method, c.url, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.body != "" {
+			req.Header.Set("X-GitHub-Event", "push")
+			req.Header.Set("X-Hub-Signature-256", "sha256="+sign(hookToken, c.body))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s %s answered %d, want %d", c.method, c.url, resp.StatusCode, c.want)
+		}
 	}
 	const user = "system:serviceaccount:gitk8s-system:gitk8s"
 	requests := 0
@@ -315,6 +350,147 @@ func TestDeployedBaseRoleReadsNoSecrets(t *testing.T) {
 				t.Errorf("allowed = %v, want %v (%s)", review.Status.Allowed, tt.want, review.Status.Reason)
 			}
 		})
+	}
+}
+
+// TestDeployManifests applies deploy/ as the docs say, `kubectl apply -f
+// deploy/`, as a server-side dry run: the API server must accept every
+// object; the directory must grant the daemon nothing of what repositories
+// contain (that is the examples' grant, opt-in); the configuration must
+// load and split the status from /hooks/; and the Deployment, Services and
+// NetworkPolicy must agree on its two ports, the webhook port open to
+// anyone and the status port to the cluster's own namespaces only.
+func TestDeployManifests(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl := func(args ...string) []byte {
+		t.Helper()
+		cmd := exec.Command(env.Kubectl(), append([]string{"--kubeconfig", env.Kubeconfig}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, stderr.String())
+		}
+		return out
+	}
+	kubectl("apply", "--server-side", "-f", filepath.Join(root, "deploy", "00-namespace.yaml"))
+	out := kubectl("apply", "--server-side", "--dry-run=server", "-o", "json", "-f", filepath.Join(root, "deploy"))
+	var list struct {
+		Kind  string            `json:"kind"`
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("kubectl's output: %v\n%s", err, out)
+	}
+	if list.Kind != "List" {
+		list.Items = []json.RawMessage{out}
+	}
+	objects := map[string]json.RawMessage{}
+	for _, item := range list.Items {
+		var o metav1.PartialObjectMetadata
+		if err := json.Unmarshal(item, &o); err != nil {
+			t.Fatal(err)
+		}
+		objects[o.Kind+"/"+o.Name] = item
+	}
+	decode := func(id string, into any) {
+		t.Helper()
+		raw, ok := objects[id]
+		if !ok {
+			t.Fatalf("deploy/ has no %s", id)
+		}
+		if err := json.Unmarshal(raw, into); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+
+	var grants []string
+	for id, raw := range objects {
+		if !strings.HasPrefix(id, "ClusterRole/") {
+			continue
+		}
+		var role rbacv1.ClusterRole
+		if err := json.Unmarshal(raw, &role); err != nil {
+			t.Fatal(err)
+		}
+		if role.Labels["gitk8s.io/aggregate-to-daemon"] == "true" {
+			grants = append(grants, role.Name)
+		}
+	}
+	if diff := cmp.Diff([]string{"gitk8s-daemon-base"}, grants); diff != "" {
+		t.Errorf("ClusterRoles deploy/ aggregates into the daemon's (-want +got):\n%s", diff)
+	}
+
+	var cm corev1.ConfigMap
+	decode("ConfigMap/gitk8s-config", &cm)
+	cfg, err := LoadConfig(writeConfig(t, cm.Data["config.yaml"]))
+	if err != nil {
+		t.Fatalf("deploy/20-config.yaml: %v", err)
+	}
+	port := func(addr string) int32 {
+		_, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Fatalf("%q: %v", addr, err)
+		}
+		n, err := strconv.ParseInt(p, 10, 32)
+		if err != nil {
+			t.Fatalf("%q: %v", addr, err)
+		}
+		return int32(n)
+	}
+	if cfg.Webhooks.HooksListen == "" {
+		t.Fatal("deploy/20-config.yaml serves /hooks/ with the status: set webhooks.hooksListen")
+	}
+	wantPorts := map[string]int32{"status": port(cfg.Webhooks.ListenAddress()), "hooks": port(cfg.Webhooks.HooksListen)}
+
+	var dep appsv1.Deployment
+	decode("Deployment/gitk8s", &dep)
+	ports := map[string]int32{}
+	for _, p := range dep.Spec.Template.Spec.Containers[0].Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if diff := cmp.Diff(wantPorts, ports); diff != "" {
+		t.Errorf("the Deployment's ports against the configuration (-want +got):\n%s", diff)
+	}
+	for name, want := range map[string]string{"gitk8s": "status", "gitk8s-hooks": "hooks"} {
+		var svc corev1.Service
+		decode("Service/"+name, &svc)
+		var got []string
+		for _, p := range svc.Spec.Ports {
+			got = append(got, p.TargetPort.String())
+		}
+		if diff := cmp.Diff([]string{want}, got); diff != "" {
+			t.Errorf("Service %s's target ports (-want +got):\n%s", name, diff)
+		}
+	}
+
+	var np networkingv1.NetworkPolicy
+	decode("NetworkPolicy/gitk8s", &np)
+	if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) ||
+		np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != dep.Spec.Template.Labels["app.kubernetes.io/name"] {
+		t.Errorf("the NetworkPolicy does not select the daemon's pods for ingress: %+v", np.Spec)
+	}
+	from := map[string][]networkingv1.NetworkPolicyPeer{}
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			from[p.Port.String()] = rule.From
+		}
+	}
+	if peers, ok := from["hooks"]; !ok || len(peers) != 0 {
+		t.Errorf("the webhook port is not open to anyone: %+v", from["hooks"])
+	}
+	wantStatus := []networkingv1.NetworkPolicyPeer{
+		{PodSelector: &metav1.LabelSelector{}},
+		{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"gitk8s.io/status-access": "true"}}},
+	}
+	if diff := cmp.Diff(wantStatus, from["status"]); diff != "" {
+		t.Errorf("who may reach the status port (-want +got):\n%s", diff)
+	}
+	if len(from) != 2 {
+		t.Errorf("the NetworkPolicy opens other ports: %v", from)
 	}
 }
 

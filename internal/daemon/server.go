@@ -118,8 +118,8 @@ func NewServer(addr string, h http.Handler, o ServerOptions) *http.Server {
 	}
 }
 
-// Handler serves the daemon's HTTP API: /hooks/<receiver>, /healthz,
-// /readyz, /metrics, /api/v1/syncs and the status page at /.
+// Handler serves the daemon's HTTP API on one listener: /hooks/<receiver>,
+// /healthz, /readyz, /metrics, /api/v1/syncs and the status page at /.
 //
 // /readyz is 200 ("ok: leader" or "ok: standby") once the daemon runs and
 // the informers of every drift watch have listed their objects, so that
@@ -131,6 +131,69 @@ func NewServer(addr string, h http.Handler, o ServerOptions) *http.Server {
 // ones, and a flood through the standby is limited by the sender's own
 // address. Serve it with NewServer, whose reads and writes are bounded.
 func (d *Daemon) Handler() (http.Handler, error) {
+	hooks, err := d.hooksHandler()
+	if err != nil {
+		return nil, err
+	}
+	mux := d.statusMux()
+	mux.Handle("/hooks/", hooks)
+	return mux, nil
+}
+
+// Handlers split Handler in two, for two listeners, so that the webhooks
+// alone can be exposed: hooks serves /hooks/<receiver> and answers 404 to
+// any other path; status serves every other path and answers 404 to
+// /hooks/. With leader election, status still takes a webhook that a
+// standby checked and forwarded (a standby forwards to the URL the leader
+// advertises, its status listener's), and checks it again as hooks would.
+// Serve each with NewServer.
+func (d *Daemon) Handlers() (status, hooks http.Handler, err error) {
+	h, err := d.hooksHandler()
+	if err != nil {
+		return nil, nil, err
+	}
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaveUnread(w)
+		http.NotFound(w, r)
+	})
+	mux := d.statusMux()
+	mux.Handle("/hooks/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.cfg.LeaderElection.Enabled && r.Header.Get(forwardedHeader) != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		notFound(w, r)
+	}))
+	hooksMux := http.NewServeMux()
+	hooksMux.Handle("/hooks/", h)
+	hooksMux.Handle("/", notFound)
+	return mux, hooksMux, nil
+}
+
+// Servers are the daemon's HTTP servers, made with NewServer and o. The
+// first is at webhooks.listen; when webhooks.hooksListen is set, it
+// serves the status half of Handlers and a second server, at
+// hooksListen, the hooks half; otherwise it serves Handler.
+func (d *Daemon) Servers(o ServerOptions) ([]*http.Server, error) {
+	listen := d.cfg.Webhooks.ListenAddress()
+	if d.cfg.Webhooks.HooksListen == "" {
+		h, err := d.Handler()
+		if err != nil {
+			return nil, err
+		}
+		return []*http.Server{NewServer(listen, h, o)}, nil
+	}
+	status, hooks, err := d.Handlers()
+	if err != nil {
+		return nil, err
+	}
+	return []*http.Server{NewServer(listen, status, o), NewServer(d.cfg.Webhooks.HooksListen, hooks, o)}, nil
+}
+
+// hooksHandler serves /hooks/<receiver>: on the leader (or without
+// election) it verifies a push and triggers its syncs; a standby checks
+// it the same way, then forwards it to the leader.
+func (d *Daemon) hooksHandler() (http.Handler, error) {
 	var receivers []*Receiver
 	for _, rc := range d.cfg.Webhooks.Receivers {
 		r := &Receiver{Name: rc.Name, Provider: rc.Provider, PerMinute: rc.PerMinute}
@@ -201,8 +264,7 @@ func (d *Daemon) Handler() (http.Handler, error) {
 		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		toLeader.ServeHTTP(w, r)
 	}))
-	mux := http.NewServeMux()
-	mux.Handle("/hooks/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A standby checks before it forwards; a request another replica
 		// forwarded is not forwarded again (leaderOnly refuses it).
 		if d.cfg.LeaderElection.Enabled && !d.Leader() && r.Header.Get(forwardedHeader) == "" {
@@ -210,7 +272,13 @@ func (d *Daemon) Handler() (http.Handler, error) {
 			return
 		}
 		toLeader.ServeHTTP(w, r)
-	}))
+	}), nil
+}
+
+// statusMux serves everything of the daemon's HTTP API but /hooks/:
+// health, readiness, metrics, the status API and page.
+func (d *Daemon) statusMux() *http.ServeMux {
+	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !d.started.Load() {
@@ -232,15 +300,12 @@ func (d *Daemon) Handler() (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"leader": d.Leader(), "syncs": d.Status()})
 	})))
-	mux.Handle("/", d.leaderOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
+	// Only / itself: a standby forwards no other path to the leader.
+	mux.Handle("/{$}", d.leaderOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_ = statusPage.Execute(w, statusPageData{Leader: d.Leader(), Now: time.Now(), Syncs: d.Status()})
 	})))
-	return mux, nil
+	return mux
 }
 
 // statusPageData is what the status page shows.
