@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
@@ -75,6 +77,29 @@ func decodeDocument(file string, doc document) ([]*Object, error) {
 			err = perr
 		}
 		return nil, &Error{Source: Source{File: file}, Err: fmt.Errorf("invalid YAML: %w", err)}
+	}
+	// YAMLToJSON reads the first document only. A YAML parser also ends a
+	// document at a `...` line and at a `---` after a line break other
+	// than "\n" (a lone "\r", U+2028), where the splitter does not cut, so
+	// what follows would be lost without a word.
+	if bytes.Contains(doc.data, []byte("---")) || bytes.Contains(doc.data, []byte("...")) {
+		dec := yamlv3.NewDecoder(bytes.NewReader(doc.data))
+		var first yamlv3.Node
+		if dec.Decode(&first) == nil {
+			for {
+				var next yamlv3.Node
+				err := dec.Decode(&next)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return nil, &Error{Source: src, Err: fmt.Errorf("invalid YAML after the end of the document (%w); start each document after a line holding only ---", err)}
+				}
+				if len(next.Content) > 0 && next.Content[0].Tag != "!!null" {
+					return nil, &Error{Source: src, Err: errors.New("a second YAML document starts inside this one, after a `...` line or a `---` between line breaks other than \"\\n\", and would not be read; put each document after a line holding only ---")}
+				}
+			}
+		}
 	}
 	jsonData = bytes.TrimSpace(jsonData)
 	if len(jsonData) == 0 || bytes.Equal(jsonData, []byte("null")) {

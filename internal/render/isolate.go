@@ -190,9 +190,10 @@ func childFailure(waitErr error, state *os.ProcessState, stderr string, limits L
 	switch {
 	case strings.Contains(stderr, "stack exceeds") || strings.Contains(stderr, "stack overflow"):
 		return fmt.Errorf("%w: the render recursed too deeply (a jsonnet function that never stops calling itself?); make the recursion end", ErrLimit)
-	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
+	case state != nil && state.ExitCode() == exitMemoryLimit,
+		strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
 		return fmt.Errorf("%w: the render needed more than %s of memory (a YAML alias bomb, or a jsonnet value built too large?); make the source smaller, or raise the render memory limit", ErrLimit, byteSize(limits.Memory))
-	case state != nil && cpuTime(state) >= limits.CPU-100*time.Millisecond && killedBySignal(state):
+	case state != nil && (state.ExitCode() == exitCPULimit || killedBySignal(state) && cpuTime(state) >= limits.CPU*9/10):
 		return fmt.Errorf("%w: the render used more than %s of CPU time; simplify what the repository computes, or raise the render CPU limit", ErrLimit, limits.CPU)
 	}
 	if line := firstLine(stderr, "panic: "); line != "" {
@@ -272,6 +273,13 @@ func (e *sentinelError) Unwrap() error { return e.is }
 // exitOutputLimit is the renderer's exit code when its answer would be
 // larger than the output limit.
 const exitOutputLimit = 4
+
+// exitCPULimit and exitMemoryLimit are the renderer's exit codes when it
+// reached its CPU or memory limit.
+const (
+	exitCPULimit    = 5
+	exitMemoryLimit = 6
+)
 
 // serveChild is the renderer: it reads one request, bounds itself, renders
 // and writes the answer. It returns the exit code.

@@ -288,3 +288,54 @@ func TestRendererEnvironment(t *testing.T) {
 		t.Errorf("the test process itself is marked a renderer")
 	}
 }
+
+// TestRendererIsTheFirstToGo: the renderer raises its own OOM score, so
+// that if memory runs short the kernel ends it before gitk8s.
+func TestRendererIsTheFirstToGo(t *testing.T) {
+	if _, err := os.Stat("/proc/self/oom_score_adj"); err != nil {
+		t.Skip("no /proc/self/oom_score_adj on this system")
+	}
+	root := testenv.WriteFiles(t, map[string]string{
+		"main.jsonnet": `[x for x in std.range(1, 100000) for y in std.range(1, 100000) if x < 0]`,
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := Render(t.Context(), Options{Root: root, Limits: Limits{Timeout: 5 * time.Second}})
+		done <- err
+	}()
+	score := ""
+	for deadline := time.Now().Add(4 * time.Second); score != "1000" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, pid := range childrenOf(t, os.Getpid()) {
+			data, err := os.ReadFile("/proc/" + pid + "/oom_score_adj")
+			if err == nil {
+				score = strings.TrimSpace(string(data))
+			}
+		}
+	}
+	<-done
+	if score != "1000" {
+		t.Errorf("the renderer's oom_score_adj is %q, want 1000", score)
+	}
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(t *testing.T, pid int) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	for _, e := range entries {
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after ")".
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == fmt.Sprint(pid) {
+			kids = append(kids, e.Name())
+		}
+	}
+	return kids
+}

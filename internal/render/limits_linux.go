@@ -5,28 +5,51 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// limitSelf bounds the renderer child before it reads the repository: its
-// address space to what it holds now plus the memory limit, its CPU time,
-// its goroutine stacks, and no file may be written.
+// limitSelf bounds the renderer child before it reads the repository:
+// its memory, its CPU time, its goroutine stacks, and no file may be
+// written.
+//
+// Memory is bounded twice. A watchdog ends the renderer once the memory it
+// holds (what the Go runtime has mapped and not given back) passes the
+// limit, and the address space is limited to what the process holds at
+// start plus twice the limit, so that a single huge allocation fails at
+// once instead of being paged in. Twice, because a heap that churns keeps
+// address space reserved that it no longer uses.
 func limitSelf(l Limits) error {
 	l = l.withDefaults()
+	// Should the machine or the container run short of memory all the
+	// same, the kernel ends the renderer first, not gitk8s. (Any process
+	// may raise its own score.)
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
 	inUse, err := addressSpaceInUse()
 	if err != nil {
 		return err
 	}
-	as := uint64(inUse) + uint64(l.Memory)
+	as := uint64(inUse) + 2*uint64(l.Memory)
 	if err := syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: as, Max: as}); err != nil {
 		return fmt.Errorf("address space: %w", err)
 	}
+	go watchMemory(l.Memory)
+	// At the CPU limit the kernel sends SIGXCPU, on which the renderer
+	// ends with exitCPULimit; a second later, SIGKILL.
 	cpu := uint64((l.CPU + time.Second - 1) / time.Second)
-	if err := syscall.Setrlimit(syscall.RLIMIT_CPU, &syscall.Rlimit{Cur: cpu, Max: cpu}); err != nil {
+	xcpu := make(chan os.Signal, 1)
+	signal.Notify(xcpu, syscall.SIGXCPU)
+	go func() {
+		<-xcpu
+		fmt.Fprintln(os.Stderr, "renderer: CPU time limit reached")
+		os.Exit(exitCPULimit)
+	}()
+	if err := syscall.Setrlimit(syscall.RLIMIT_CPU, &syscall.Rlimit{Cur: cpu, Max: cpu + 1}); err != nil {
 		return fmt.Errorf("CPU time: %w", err)
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 0, Max: 0}); err != nil {
@@ -37,9 +60,23 @@ func limitSelf(l Limits) error {
 	// The garbage collector works harder as the limit nears, and a
 	// runaway recursion stops at an eighth of it (at most 64 MiB of stack,
 	// some hundred thousand jsonnet calls) rather than at 1 GB.
-	debug.SetMemoryLimit(l.Memory * 9 / 10)
+	debug.SetMemoryLimit(l.Memory * 3 / 4)
 	debug.SetMaxStack(int(min(l.Memory/8, 64<<20)))
 	return nil
+}
+
+// watchMemory ends the renderer with exitMemoryLimit once the memory the
+// runtime holds passes limit.
+func watchMemory(limit int64) {
+	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	for range time.Tick(20 * time.Millisecond) {
+		metrics.Read(samples)
+		held := int64(samples[0].Value.Uint64() - samples[1].Value.Uint64())
+		if held > limit {
+			fmt.Fprintln(os.Stderr, "renderer: memory limit reached")
+			os.Exit(exitMemoryLimit)
+		}
+	}
 }
 
 // addressSpaceInUse is the process's virtual memory size (VmSize).
