@@ -55,7 +55,8 @@ type ControlPlane struct {
 	// EtcdURL is where etcd serves its clients.
 	EtcdURL string `json:"etcdURL"`
 
-	opts Options
+	opts     Options
+	etcdArgs []string
 }
 
 // Cluster is one local cluster: an API server and its controllers.
@@ -217,27 +218,35 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 	}
 	client := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	p, err := cp.spawn("etcd", filepath.Join(cp.Dir, "etcd.log"),
+	cp.EtcdURL = client
+	cp.etcdArgs = []string{
 		"--name=gitk8s",
-		"--data-dir="+filepath.Join(cp.Dir, "etcd"),
-		"--listen-client-urls="+client,
-		"--advertise-client-urls="+client,
-		"--listen-peer-urls="+peer,
-		"--initial-advertise-peer-urls="+peer,
-		"--initial-cluster=gitk8s="+peer,
+		"--data-dir=" + filepath.Join(cp.Dir, "etcd"),
+		"--listen-client-urls=" + client,
+		"--advertise-client-urls=" + client,
+		"--listen-peer-urls=" + peer,
+		"--initial-advertise-peer-urls=" + peer,
+		"--initial-cluster=gitk8s=" + peer,
 		"--unsafe-no-fsync=true",
 		"--quota-backend-bytes=4294967296",
 		"--log-level=warn",
-	)
+	}
+	return cp.spawnEtcd(ctx)
+}
+
+// spawnEtcd starts etcd with its arguments (its addresses and data
+// directory) and waits until it is healthy.
+func (cp *ControlPlane) spawnEtcd(ctx context.Context) error {
+	p, err := cp.spawn("etcd", filepath.Join(cp.Dir, "etcd.log"), cp.etcdArgs...)
 	if err != nil {
 		return err
 	}
-	cp.Etcd, cp.EtcdURL = p, client
+	cp.Etcd = p
 	if err := cp.save(); err != nil {
 		return err
 	}
 	return waitFor(ctx, "etcd", p, 60*time.Second, func() bool {
-		resp, err := http.Get(client + "/health")
+		resp, err := http.Get(cp.EtcdURL + "/health")
 		if err != nil {
 			return false
 		}

@@ -222,12 +222,28 @@ func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan stru
 	}
 	failures := 0
 	next := time.Duration(0)
+	var lastStart time.Time
 	for {
 		select {
 		case <-work.Done():
 			return
 		case <-time.After(next):
 		case <-d.triggers[s.Name]:
+			// Triggers that come in a burst (a storm of pushes, many objects
+			// drifting) are coalesced: a triggered reconcile starts at most
+			// once per triggerSpacing, and serves every trigger that came
+			// meanwhile, since it asks the remote only when it starts.
+			if wait := triggerSpacing - time.Since(lastStart); wait > 0 {
+				select {
+				case <-work.Done():
+					return
+				case <-time.After(wait):
+				}
+				select {
+				case <-d.triggers[s.Name]:
+				default:
+				}
+			}
 		}
 		// A suspended sync's ticks, triggers and drift heals do nothing;
 		// resuming triggers it.
@@ -260,6 +276,7 @@ func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan stru
 			}
 		})
 		aborted := context.AfterFunc(abort, cancel)
+		lastStart = time.Now()
 		err := d.Reconcile(rctx, s)
 		graceOver()
 		aborted()
@@ -274,6 +291,10 @@ func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan stru
 		next = jitter(interval)
 	}
 }
+
+// triggerSpacing is the least time between the starts of two reconciles
+// of one sync when the second is triggered (by a push or by drift).
+var triggerSpacing = time.Second
 
 // backoff is the wait after the n-th failure in a row: 2 s doubling up to
 // the sync's interval or 5 min, whichever is shorter, with ±10% jitter. A

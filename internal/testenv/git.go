@@ -38,6 +38,9 @@ type GitServer struct {
 	mu                 sync.Mutex
 	requests           []string
 	username, password string
+	// srv serves handler; Down closes it and Up serves again on its address.
+	srv     *httptest.Server
+	handler http.Handler
 }
 
 // NewGitServer starts a server with an empty repository whose branch is
@@ -50,7 +53,7 @@ func NewGitServer(t testing.TB) *GitServer {
 	Git(t, work, "remote", "add", "origin", filepath.Join(root, "repo.git"))
 	s := &GitServer{Work: work}
 	backend := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Root: "/", Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests = append(s.requests, r.Method+" "+r.URL.Path)
 		wantUser, wantPass := s.username, s.password
@@ -64,9 +67,15 @@ func NewGitServer(t testing.TB) *GitServer {
 			}
 		}
 		backend.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	s.URL = srv.URL + "/repo.git"
+	})
+	s.srv = httptest.NewServer(s.handler)
+	t.Cleanup(func() {
+		s.mu.Lock()
+		srv := s.srv
+		s.mu.Unlock()
+		srv.Close()
+	})
+	s.URL = s.srv.URL + "/repo.git"
 	return s
 }
 

@@ -75,6 +75,11 @@ func Start(clusters int) (*Env, error) {
 		}
 		return &Env{Kubeconfig: kc, Contexts: contexts, BinDir: bin}, nil
 	}
+	return startOwn(root, bin, clusters)
+}
+
+// startOwn starts a control plane of this process's own.
+func startOwn(root, bin string, clusters int) (*Env, error) {
 	dir, err := os.MkdirTemp("", "gitk8s-testenv-")
 	if err != nil {
 		return nil, err
