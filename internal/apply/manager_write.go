@@ -15,7 +15,6 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/gitk8s/gitk8s/internal/cluster"
-	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/health"
 	"github.com/gitk8s/gitk8s/internal/render"
 )
@@ -272,17 +271,15 @@ func (m *Manager) resourceFor(it *item) dynamic.ResourceInterface {
 
 // fail marks the item failed with an error that starts with its source and
 // name. The API server may quote a Secret's values when it refuses the
-// Secret, so the error of a Secret has every known value masked.
+// Secret, and an admission webhook or a custom resource's validation may
+// quote them for any object, so every error has every known value masked.
 func (m *Manager) fail(it *item, err error) {
 	it.entry.Action = Failed
 	ref := it.entry.Ref
 	if ref == "" {
 		ref = render.RefOf(it.obj)
 	}
-	if diff.IsSecret(it.obj) {
-		err = m.opts.Masker.RedactError(err)
-	}
-	it.entry.Err = &render.Error{Source: it.entry.Source, Object: ref, Err: err}
+	it.entry.Err = &render.Error{Source: it.entry.Source, Object: ref, Err: m.opts.Masker.RedactError(err)}
 }
 
 func conditionTrue(u *unstructured.Unstructured, condType string) bool {

@@ -323,6 +323,7 @@ func (c *Context) liveObject(o *render.Object) *unstructured.Unstructured {
 	if err != nil {
 		return nil
 	}
+	c.learn(cur)
 	return cur
 }
 
@@ -481,6 +482,7 @@ func (c *Context) paramsFor(p *admissionv1.ValidatingAdmissionPolicy, b *admissi
 	}
 	if len(found) == 0 && ref.Name != "" && c.Live != nil {
 		if live, err := c.Live.Get(apiVersion, kind, ns, ref.Name); err == nil && live != nil {
+			c.learn(live)
 			found = append(found, live)
 		}
 	}

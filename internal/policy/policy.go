@@ -114,6 +114,16 @@ type Context struct {
 	indexOnce sync.Once
 	nsOf      map[*render.Object]string
 	byNS      map[string][]*render.Object
+	// masker, when set, learns every live object an admission policy
+	// sees (oldObject, params), whose values its messages may quote.
+	masker *diff.Masker
+}
+
+// learn makes the Context's Masker know the values of a live object.
+func (c *Context) learn(u *unstructured.Unstructured) {
+	if c.masker != nil && u != nil {
+		c.masker.Learn(u)
+	}
 }
 
 func (c *Context) index() {
@@ -206,12 +216,15 @@ func EvaluateIn(ctx *Context, cfg Config) []Finding {
 		}
 	}
 	if cfg.Admission != nil && cfg.Modes[RuleAdmissionPolicy] != Off {
-		// An admission policy's messageExpression may quote any field,
-		// Secret values included: messages are masked like diffs are.
+		// An admission policy's messageExpression may quote any field of
+		// the object, of the live object it replaces or of its params,
+		// Secret values included: messages are masked like diffs are,
+		// once every object the policies saw is known.
 		masker := diff.NewMasker()
 		for _, o := range ctx.Objects {
 			masker.Learn(o.Object)
 		}
+		all.masker = masker
 		for _, f := range cfg.Admission.Evaluate(context.Background(), all) {
 			f.Message = masker.Redact(f.Message)
 			if f.Rule == RuleAdmissionPolicy && !kept[objectKey(f.Source, f.Object)] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -199,7 +200,9 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 			return nil
 		}
 	}
-	protected := append(req.Protected, ProtectedSecret(opts.Inventory.Namespace, opts.Inventory.Name, "the inventory of this sync"))
+	// Clipped: every cluster's goroutine appends to the request's list, and
+	// must not write into spare capacity the others share.
+	protected := append(slices.Clip(req.Protected), ProtectedSecret(opts.Inventory.Namespace, opts.Inventory.Name, "the inventory of this sync"))
 	if err := refuseProtected(objects, protected, target.Namespace); err != nil {
 		if gateDone != nil {
 			<-gateDone
@@ -215,13 +218,7 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 	if gateDone != nil {
 		<-gateDone
 	}
-	if cs != nil {
-		for _, e := range cs.Entries {
-			if e.HealthMessage != "" {
-				e.HealthMessage = masker.Redact(e.HealthMessage)
-			}
-		}
-	}
+	maskChangeSet(masker, cs)
 	out.ChangeSet = cs
 	out.Reason, out.Err = classify(t.Name, cs, err, req.DryRun, out.Findings)
 	out.Stopped = err != nil
@@ -307,3 +304,22 @@ func summarize(clusters []ClusterResult) (Reason, error) {
 
 // mask masks, in an error's text, every Secret value the Masker knows.
 func mask(m *diff.Masker, err error) error { return m.RedactError(err) }
+
+// maskChangeSet masks every text of a change set once the apply is over,
+// when the Masker knows the values of the live Secrets its plan read as
+// well as the bundle's: an object's error was masked when it failed, with
+// what was known then. Empty texts cost nothing.
+func maskChangeSet(m *diff.Masker, cs *apply.ChangeSet) {
+	if cs == nil {
+		return
+	}
+	for _, e := range cs.Entries {
+		e.Err = m.RedactError(e.Err)
+		for i := range e.Conflicts {
+			e.Conflicts[i].Message = m.Redact(e.Conflicts[i].Message)
+		}
+		e.HealthMessage = m.Redact(e.HealthMessage)
+	}
+	cs.PruneRefused = m.RedactError(cs.PruneRefused)
+	cs.Blocked = m.RedactError(cs.Blocked)
+}
