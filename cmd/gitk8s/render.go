@@ -7,16 +7,24 @@ import (
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gitk8s/gitk8s/internal/diff"
 )
 
 func newRenderCommand(stdout io.Writer) *cobra.Command {
 	var src sourceOptions
 	var output string
+	var showSecrets bool
 	cmd := &cobra.Command{
 		Use:   "render SRC",
 		Short: "Print the objects rendered from SRC, in a stable order",
 		Long: `Render reads SRC (a directory, or a Git repository at --ref) and prints every
-object it defines. Bad input is an error naming the file and line.`,
+object it defines. Bad input is an error naming the file and line.
+
+Secret values (a Secret's data and stringData, a federated Secret's
+template and overrides) are printed as masks, as every other output of
+gitk8s shows them; --show-secrets prints them as they are, to pipe the
+output to kubectl.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "yaml" && output != "json" {
@@ -27,6 +35,15 @@ object it defines. Bad input is an error naming the file and line.`,
 				return failWith(exitError, err)
 			}
 			defer snap.Close()
+			if !showSecrets {
+				masker := diff.NewMasker()
+				for _, o := range bundle.Objects {
+					masker.Learn(o.Object)
+				}
+				for _, o := range bundle.Objects {
+					masker.MaskObject(o.Object)
+				}
+			}
 			if output == "json" {
 				items := make([]any, len(bundle.Objects))
 				for i, o := range bundle.Objects {
@@ -51,5 +68,6 @@ object it defines. Bad input is an error naming the file and line.`,
 	}
 	src.addFlags(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "print Secret values instead of their masks")
 	return cmd
 }

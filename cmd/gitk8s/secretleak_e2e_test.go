@@ -94,10 +94,18 @@ func (s *leakSearch) cli(want []int, args ...string) (stdout, stderr string) {
 	return s.runCLI(false, want, args)
 }
 
-// render is cli for gitk8s render, whose stdout is the rendered objects.
+// render is cli for gitk8s render, whose stdout is the rendered objects
+// with their Secret values masked.
 func (s *leakSearch) render(want []int, args ...string) (stdout, stderr string) {
 	s.t.Helper()
-	return s.runCLI(true, want, append([]string{"render"}, args...))
+	return s.runCLI(false, want, append([]string{"render"}, args...))
+}
+
+// renderShowingSecrets is gitk8s render --show-secrets, whose stdout holds
+// the repository's Secret values by request, but never a credential.
+func (s *leakSearch) renderShowingSecrets(want []int, args ...string) (stdout, stderr string) {
+	s.t.Helper()
+	return s.runCLI(true, want, append([]string{"render", "--show-secrets"}, args...))
 }
 
 func (s *leakSearch) runCLI(printsObjects bool, want []int, args []string) (stdout, stderr string) {
@@ -404,14 +412,19 @@ stringData: {pin: %[3]s}
 	onBoth := append([]string{"--clusters", clusters, "--sync", syncName}, kc...)
 	ok, changes, failed, bad := []int{exitOK}, []int{exitFailed}, []int{exitFailed}, []int{exitError}
 
-	// render: its objects are the repository's, values and all, so its
-	// output is searched for credentials only; its errors for everything.
+	// render masks Secret values as every output does; with --show-secrets
+	// its objects are the repository's, values and all, so that output is
+	// searched for credentials only.
 	for _, src := range [][]string{{passwordURL}, {tokenURL}, {private.URL, "--git-username", "cli-user", "--git-password-file", passwordFile}, {private.Work}} {
 		for _, path := range []string{"deploy", "kust"} {
 			for _, format := range []string{"yaml", "json"} {
 				stdout, _ := leaks.render(ok, append(append([]string{}, src...), "--path", path, "-o", format)...)
 				if path == "deploy" && !strings.Contains(stdout, "FederatedSecret") {
 					t.Errorf("render %v printed no FederatedSecret:\n%s", src, stdout)
+				}
+				shown, _ := leaks.renderShowingSecrets(ok, append(append([]string{}, src...), "--path", path, "-o", format)...)
+				if path == "deploy" && !strings.Contains(shown, b64(repo["data"])) {
+					t.Errorf("render --show-secrets %v did not print the Secret's value", src)
 				}
 			}
 		}
