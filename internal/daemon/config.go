@@ -13,13 +13,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -315,7 +319,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("%q is not a duration: write one such as 30s, 1m or 1h30m", s)
 	}
 	d.Duration = v
 	return nil
@@ -334,6 +338,13 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	var cfg Config
 	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		// The decoder names neither the line nor the field; find them.
+		if line, field, problem := locateConfigProblem(data); problem != nil {
+			return nil, fmt.Errorf("%s:%d: %s: %w", path, line, field, problem)
+		}
+		if n := tabIndentedLine(data); n > 0 {
+			err = fmt.Errorf("%w (line %d is indented with a tab: YAML indents with spaces only)", err, n)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if errs := cfg.validate(); len(errs) > 0 {
@@ -399,6 +410,9 @@ func (c *Config) validate() []error {
 		}
 		if s.Source.URL == "" {
 			bad("%s: source.url is required", where)
+		}
+		if p := path.Clean(filepath.ToSlash(s.Source.Path)); s.Source.Path != "" && p != "/" && !fs.ValidPath(p) {
+			bad("%s: source.path %q must be a folder inside the repository, relative to its root", where, s.Source.Path)
 		}
 		set := 0
 		for _, v := range []string{s.Source.Ref.Branch, s.Source.Ref.Tag, s.Source.Ref.SemVer, s.Source.Ref.Commit} {
@@ -539,4 +553,129 @@ func (c *Config) HomeCluster() string {
 		return c.LeaderElection.Cluster
 	}
 	return c.Clusters[0].Name
+}
+
+// locateConfigProblem finds the first thing in a configuration file that
+// does not decode: a key that names no field, or a value its field cannot
+// take. It says on which line, under which field path (syncs[0].source),
+// and what is wrong; for an unknown key, which fields there are. It finds
+// nothing in a file that is not YAML.
+func locateConfigProblem(data []byte) (int, string, error) {
+	var doc yamlv3.Node
+	if err := yamlv3.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+		return 0, "", nil
+	}
+	return locateIn(doc.Content[0], reflect.TypeOf(Config{}), "")
+}
+
+var jsonUnmarshaler = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
+
+func locateIn(n *yamlv3.Node, t reflect.Type, at string) (int, string, error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yamlv3.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	here := at
+	if here == "" {
+		here = "the configuration"
+	}
+	switch {
+	case reflect.PointerTo(t).Implements(jsonUnmarshaler):
+	case t.Kind() == reflect.Struct && n.Kind == yamlv3.MappingNode:
+		names, fields := jsonFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				return k.Line, here, fmt.Errorf("unknown field %q; the fields here are %s", k.Value, strings.Join(names, ", "))
+			}
+			if line, where, err := locateIn(v, ft, joinField(at, k.Value)); err != nil {
+				return line, where, err
+			}
+		}
+		return 0, "", nil
+	case t.Kind() == reflect.Map && n.Kind == yamlv3.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if line, where, err := locateIn(n.Content[i+1], t.Elem(), joinField(at, n.Content[i].Value)); err != nil {
+				return line, where, err
+			}
+		}
+		return 0, "", nil
+	case t.Kind() == reflect.Slice && n.Kind == yamlv3.SequenceNode:
+		for i, c := range n.Content {
+			if line, where, err := locateIn(c, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				return line, where, err
+			}
+		}
+		return 0, "", nil
+	}
+	// A value decoded as a whole: decode it alone, as the file is decoded.
+	raw, err := yamlv3.Marshal(n)
+	if err != nil {
+		return 0, "", nil
+	}
+	j, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return 0, "", nil
+	}
+	if err := json.Unmarshal(j, reflect.New(t).Interface()); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case t == reflect.TypeOf(resource.Quantity{}):
+			err = fmt.Errorf("%s is not a quantity: write one such as 512Mi or 2Gi", strings.TrimSpace(string(raw)))
+		case errors.As(err, &typeErr):
+			err = fmt.Errorf("want %s, not %s", typeErr.Type, typeErr.Value)
+		}
+		return n.Line, here, err
+	}
+	return 0, "", nil
+}
+
+// jsonFields are a struct's fields by their JSON names, in their order,
+// those of embedded structs included.
+func jsonFields(t reflect.Type) ([]string, map[string]reflect.Type) {
+	var names []string
+	fields := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" && (f.Anonymous || strings.Contains(opts, "inline")) {
+			more, types := jsonFields(f.Type)
+			names = append(names, more...)
+			for k, v := range types {
+				fields[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+		fields[name] = f.Type
+	}
+	return names, fields
+}
+
+func joinField(at, name string) string {
+	if at == "" {
+		return name
+	}
+	return at + "." + name
+}
+
+// tabIndentedLine is the first line (from 1) whose indentation holds a
+// tab, or 0.
+func tabIndentedLine(data []byte) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
+		if strings.Contains(indent, "\t") && strings.TrimSpace(line) != "" {
+			return i + 1
+		}
+	}
+	return 0
 }

@@ -207,7 +207,8 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 		if gateDone != nil {
 			<-gateDone
 		}
-		out.Reason, out.Err = PlanFailed, mask(masker, fmt.Errorf("cluster %s: %w", t.Name, err))
+		// Stopped before the plan: no object has a result to carry it.
+		out.Reason, out.Err, out.Stopped = PlanFailed, mask(masker, fmt.Errorf("cluster %s: %w", t.Name, err)), true
 		return
 	}
 	if req.Hooks.Applying != nil {

@@ -76,7 +76,19 @@ func decodeDocument(file string, doc document) ([]*Object, error) {
 		if _, perr := yaml.YAMLToJSON(padded); perr != nil {
 			err = perr
 		}
+		if n := tabIndentedLine(doc.data); n > 0 {
+			err = fmt.Errorf("%w (line %d is indented with a tab: YAML indents with spaces only)", err, doc.line-1+n)
+		}
 		return nil, &Error{Source: Source{File: file}, Err: fmt.Errorf("invalid YAML: %w", err)}
+	}
+	// YAMLToJSON keeps the last of two equal keys without a word, so that
+	// which of two values is applied would depend on their order.
+	var tree yamlv3.Node
+	if yamlv3.Unmarshal(doc.data, &tree) == nil {
+		if key, first := duplicateKey(&tree); key != nil {
+			return nil, &Error{Source: Source{File: file, Line: doc.line - 1 + key.Line},
+				Err: fmt.Errorf("key %q is defined twice in one mapping, first at line %d; keep one", key.Value, doc.line-1+first)}
+		}
 	}
 	// YAMLToJSON reads the first document only. A YAML parser also ends a
 	// document at a `...` line and at a `---` after a line break other
@@ -121,6 +133,48 @@ func decodeDocument(file string, doc document) ([]*Object, error) {
 		return []*Object{{Object: u, Source: src}}, nil
 	}
 	return expandList(u, src)
+}
+
+// tabIndentedLine is the first line (from 1) of a document whose
+// indentation holds a tab, or 0.
+func tabIndentedLine(data []byte) int {
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		indent := line[:len(line)-len(bytes.TrimLeft(line, " \t"))]
+		if bytes.IndexByte(indent, '\t') >= 0 && len(bytes.TrimSpace(line)) > 0 {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// duplicateKey finds a key that a mapping of the tree holds twice, and the
+// line of its first definition. Merge keys (<<) and the keys they bring
+// in are not compared: overriding a merged key is what merging is for.
+// Aliases are not followed.
+func duplicateKey(n *yamlv3.Node) (*yamlv3.Node, int) {
+	switch n.Kind {
+	case yamlv3.DocumentNode, yamlv3.SequenceNode:
+		for _, c := range n.Content {
+			if key, first := duplicateKey(c); key != nil {
+				return key, first
+			}
+		}
+	case yamlv3.MappingNode:
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind == yamlv3.ScalarNode && k.Tag != "!!merge" {
+				if first, ok := seen[k.Value]; ok {
+					return k, first
+				}
+				seen[k.Value] = k.Line
+			}
+			if key, first := duplicateKey(n.Content[i+1]); key != nil {
+				return key, first
+			}
+		}
+	}
+	return nil, 0
 }
 
 // expandList turns a List (kind: List or any *List with items) into its items.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
@@ -49,6 +50,9 @@ func renderKustomization(root, dir, file string, opts Options) ([]*Object, error
 			return nil, &Error{Source: src, Err: err}
 		}
 	}
+	if err := checkKustomizations(root, dir); err != nil {
+		return nil, err
+	}
 	absRoot, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
@@ -70,7 +74,8 @@ func renderKustomization(root, dir, file string, opts Options) ([]*Object, error
 	for _, res := range resMap.Resources() {
 		data, err := res.MarshalJSON()
 		if err != nil {
-			return nil, &Error{Source: src, Err: err}
+			// kustomize does not say which file the resource came from.
+			return nil, &Error{Source: src, Object: res.GetKind() + "/" + res.GetName(), Err: fmt.Errorf("a resource of the kustomization cannot be read: %w", err)}
 		}
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(data); err != nil {
@@ -85,11 +90,13 @@ func renderKustomization(root, dir, file string, opts Options) ([]*Object, error
 }
 
 // kustomizationRefs is what gitk8s reads of a kustomization itself: where
-// it loads from, and the inputs of its Secret generators.
+// it loads from, the inputs of its Secret generators, and whether it
+// inflates Helm charts.
 type kustomizationRefs struct {
-	Resources       []string `json:"resources"`
-	Bases           []string `json:"bases"`
-	Components      []string `json:"components"`
+	HelmCharts      []struct{} `json:"helmCharts"`
+	Resources       []string   `json:"resources"`
+	Bases           []string   `json:"bases"`
+	Components      []string   `json:"components"`
 	SecretGenerator []struct {
 		Literals []string `json:"literals"`
 		Envs     []string `json:"envs"`
@@ -148,6 +155,29 @@ func refuseRemoteBases(root, dir string) error {
 			if statErr != nil && isRemote(ref) {
 				return fmt.Errorf("%s: %w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", file, ErrRemoteBase, ref)
 			}
+		}
+		return nil
+	})
+}
+
+// checkKustomizations refuses, in every kustomization reachable from dir,
+// a key given twice (kustomize would keep the last without a word) and
+// Helm charts, which gitk8s builds without: kustomize's own error would
+// ask for a flag (--enable-helm) that gitk8s does not have.
+func checkKustomizations(root, dir string) error {
+	return visitKustomizations(root, dir, func(_, file string, k *kustomizationRefs) error {
+		data, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil {
+			return &Error{Source: Source{File: file}, Err: err}
+		}
+		var tree yamlv3.Node
+		if yamlv3.Unmarshal(data, &tree) == nil {
+			if key, first := duplicateKey(&tree); key != nil {
+				return &Error{Source: Source{File: file, Line: key.Line}, Err: fmt.Errorf("key %q is defined twice in one mapping, first at line %d; keep one", key.Value, first)}
+			}
+		}
+		if len(k.HelmCharts) > 0 {
+			return &Error{Source: Source{File: file}, Err: errors.New("kustomize build failed: helmCharts: gitk8s builds kustomizations without Helm; render the chart into the repository (helm template) and list the output in resources")}
 		}
 		return nil
 	})

@@ -156,7 +156,14 @@ func (w *walker) followLink(rel string) (fs.FileInfo, error) {
 	}
 	target, err := filepath.EvalSymlinks(filepath.Join(w.opts.Root, rel))
 	if err != nil {
-		return nil, fmt.Errorf("broken symbolic link: %w", err)
+		// Said relative to the source: where it was written on disk
+		// means nothing to whoever fixes the link.
+		msg := strings.ReplaceAll(err.Error(), root+string(filepath.Separator), "")
+		msg = strings.ReplaceAll(msg, w.opts.Root+string(filepath.Separator), "")
+		if dest, rerr := os.Readlink(filepath.Join(w.opts.Root, rel)); rerr == nil {
+			return nil, fmt.Errorf("broken symbolic link to %s (%s); fix or remove the link", dest, msg)
+		}
+		return nil, fmt.Errorf("broken symbolic link (%s); fix or remove the link", msg)
 	}
 	if target != root && !strings.HasPrefix(target, root+string(filepath.Separator)) {
 		return nil, fmt.Errorf("symbolic link leaves the repository; gitk8s reads only files inside it")
