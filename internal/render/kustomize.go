@@ -47,6 +47,10 @@ func renderKustomization(root, dir, file string, opts Options) ([]*Object, error
 	src := Source{File: file}
 	if !opts.AllowRemoteBases {
 		if err := refuseRemoteBases(root, dir); err != nil {
+			var rerr *Error
+			if errors.As(err, &rerr) {
+				return nil, err // names the kustomization that holds the reference
+			}
 			return nil, &Error{Source: src, Err: err}
 		}
 	}
@@ -153,7 +157,7 @@ func refuseRemoteBases(root, dir string) error {
 		for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
 			_, statErr := os.Stat(filepath.Join(root, dir, ref))
 			if statErr != nil && isRemote(ref) {
-				return fmt.Errorf("%s: %w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", file, ErrRemoteBase, ref)
+				return &Error{Source: Source{File: file}, Err: fmt.Errorf("%w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", ErrRemoteBase, ref)}
 			}
 		}
 		return nil

@@ -90,7 +90,7 @@ func TestKustomizeRefuses(t *testing.T) {
 	}{{
 		name:  "remote base",
 		files: map[string]string{"app/kustomization.yaml": "resources:\n- github.com/example/repo//deploy?ref=v1\n"},
-		want:  `app/kustomization.yaml: app/kustomization.yaml: remote kustomize bases are not allowed: "github.com/example/repo//deploy?ref=v1"`,
+		want:  `app/kustomization.yaml: remote kustomize bases are not allowed: "github.com/example/repo//deploy?ref=v1"`,
 	}, {
 		name:  "remote URL in a base",
 		files: map[string]string{"app/kustomization.yaml": "resources:\n- ../base\n", "base/kustomization.yaml": "resources:\n- https://example.test/all.yaml\n"},
