@@ -14,7 +14,7 @@ CONTROLPLANE_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-ma
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build controlplane chromium demo demo-down test unit e2e bench bench-compare lint clean
+.PHONY: all build controlplane chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
 
 all: build
 
@@ -54,11 +54,19 @@ demo-down:
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
-## test: unit tests and end-to-end tests against the local control plane
+## test: unit tests and end-to-end tests against the local control plane, with the race detector, then the fuzzers
+# A binary built with -race sleeps 1 s before it exits unless GORACE says
+# otherwise, and the tests start many (renderer children among them).
 test: controlplane chromium
 	scripts/check-tree.sh
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 40m ./...
+	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 45m ./...
+	$(MAKE) fuzz
+
+## fuzz: every fuzz target for FUZZTIME each; their committed corpora also run in every go test
+FUZZTIME ?= 15s
+fuzz:
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
 ## bench: gitk8s against kubectl on the same workload
 bench: build controlplane

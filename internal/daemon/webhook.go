@@ -364,7 +364,9 @@ func (r *Receiver) parse(h http.Header, body []byte) (Push, bool, error) {
 		}
 	}
 	for _, c := range p.Repository.Links.Clone {
-		push.Repositories = append(push.Repositories, c.Href)
+		if c.Href != "" {
+			push.Repositories = append(push.Repositories, c.Href)
+		}
 	}
 	if len(push.Repositories) == 0 {
 		return Push{}, false, errors.New("the event names no repository")

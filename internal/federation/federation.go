@@ -364,8 +364,19 @@ func parseOverrides(o *render.Object) (map[string][]override, error) {
 			if op.Op != "add" && op.Op != "remove" && op.Op != "replace" {
 				return nil, fmt.Errorf("cluster %s: override %s: op %q is not add, remove or replace", cluster, op.Path, op.Op)
 			}
+			// The patch library ignores what comes before a path's first
+			// slash: "spec/replicas" would set a top-level "replicas", and
+			// "x/metadata/name" the name.
+			if !strings.HasPrefix(op.Path, "/") {
+				return nil, fmt.Errorf("cluster %s: override path %q is not a JSON pointer; start it with a slash, as in /spec/replicas", cluster, op.Path)
+			}
 			if forbiddenPaths[op.Path] {
 				return nil, fmt.Errorf("cluster %s: %s may not be overridden: it names the object", cluster, op.Path)
+			}
+			for forbidden := range forbiddenPaths {
+				if strings.HasPrefix(forbidden, op.Path+"/") {
+					return nil, fmt.Errorf("cluster %s: %s may not be overridden whole: it holds the object's name and namespace; override the fields under it, as %s/labels", cluster, op.Path, op.Path)
+				}
 			}
 			if paths[op.Path] {
 				return nil, fmt.Errorf("cluster %s: path %s is overridden twice", cluster, op.Path)

@@ -172,9 +172,13 @@ func renderIsolated(ctx context.Context, opts Options) (*Bundle, error) {
 }
 
 // childEnviron is the renderer's whole environment: nothing of the
-// parent's (its credentials among it) but what a remote base needs.
+// parent's (its credentials among it) but what a remote base needs, and
+// the race detector's settings in a binary built with it.
 func childEnviron(remote bool) []string {
 	env := []string{childEnv + "=1"}
+	if v, ok := os.LookupEnv("GORACE"); ok {
+		env = append(env, "GORACE="+v)
+	}
 	if remote {
 		for _, name := range []string{"PATH", "HOME", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"} {
 			if v, ok := os.LookupEnv(name); ok {
