@@ -25,7 +25,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/klog/v2"
 
 	"github.com/gitk8s/gitk8s/internal/daemon"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
@@ -444,7 +443,6 @@ func runConfigCases(t *testing.T, cases []*badCase) {
 			}
 			if c.daemonCommand != nil {
 				stdout, stderr, code := runCLI("daemon", "--config", config, "--git-cache-dir", t.TempDir())
-				klog.ClearLogger() // the command gave klog its logger
 				if code != *c.daemonCommand {
 					t.Errorf("daemon --config: exit %d, want %d\n%s\n%s", code, *c.daemonCommand, stdout, stderr)
 				}

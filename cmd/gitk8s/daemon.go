@@ -41,9 +41,6 @@ refused at start with every problem named.`,
 				handler = slog.NewJSONHandler(stderr, nil)
 			}
 			logger := slog.New(handler)
-			// client-go's own lines (leader election, watches) go through the
-			// same handler, so that --log-format json is JSON throughout.
-			klog.SetSlogLogger(logger)
 			listen := cfg.Webhooks.ListenAddress()
 			if advertiseURL == "" {
 				advertiseURL = defaultAdvertiseURL(listen)
@@ -71,6 +68,10 @@ refused at start with every problem named.`,
 				}
 				listeners = append(listeners, l)
 			}
+			// client-go's own lines (leader election, watches) go through the
+			// same handler, so that --log-format json is JSON throughout. Set
+			// once the daemon is sure to run: klog's logger is the process's.
+			klog.SetSlogLogger(logger)
 			for i, srv := range servers {
 				go func() {
 					if err := srv.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
