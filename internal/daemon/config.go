@@ -84,7 +84,14 @@ type ReceiverConfig struct {
 	// SecretRef is a key of a Secret in the home cluster (key default
 	// "token").
 	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
-	PerMinute int           `json:"perMinute,omitempty"`
+	// PerMinute bounds the receiver's signed requests (default 60).
+	PerMinute int `json:"perMinute,omitempty"`
+	// InvalidBurst and InvalidPerMinute bound, per client address, the
+	// requests that are not verified (defaults 20 and 30).
+	InvalidBurst     int `json:"invalidBurst,omitempty"`
+	InvalidPerMinute int `json:"invalidPerMinute,omitempty"`
+	// BodyTimeout bounds the reading of a request's body (default 10s).
+	BodyTimeout Duration `json:"bodyTimeout,omitempty"`
 }
 
 // SecretRef names a Secret in the home cluster (HomeCluster); the
@@ -488,6 +495,9 @@ func (c *Config) validate() []error {
 			if _, err := os.Stat(r.SecretFile); err != nil {
 				bad("webhooks.receivers[%d]: secretFile: %v", i, err)
 			}
+		}
+		if r.PerMinute < 0 || r.InvalidBurst < 0 || r.InvalidPerMinute < 0 || r.BodyTimeout.Duration < 0 {
+			bad("webhooks.receivers[%d]: perMinute, invalidBurst, invalidPerMinute and bodyTimeout must not be negative (leave one out for its default)", i)
 		}
 	}
 	if c.Concurrency < 0 {

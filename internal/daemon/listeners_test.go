@@ -301,3 +301,51 @@ func TestHooksListenValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestReceiverLimitsFromConfig: a receiver's limits in the configuration
+// are the limits its requests meet.
+func TestReceiverLimitsFromConfig(t *testing.T) {
+	ns := env.Namespace(t)
+	git := testenv.NewGitServer(t)
+	git.Commit(t, map[string]string{"cm.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: limits, namespace: %s}\n", ns)})
+	secret := webhookSecretFile(t, "limits-secret")
+	ls := loopbackListeners(t, 1)
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- name: limits-%s
+  source: {url: %s, ref: {branch: main}, interval: 1h}
+  clusters: [local]
+webhooks:
+  listen: %q
+  receivers: [{name: github, provider: github, secretFile: %s, invalidBurst: 2, invalidPerMinute: 1}]
+`, env.Contexts[0], env.Kubeconfig, ns, git.URL, ls[0].Addr(), secret))
+	url := serveOn(t, d, ls)[0] + "/hooks/github"
+	_, push := githubPush(git.URL, "limits-secret")
+	var got []int
+	for range 3 {
+		got = append(got, call(t, http.MethodPost, url, nil, push))
+	}
+	if want := []int{401, 401, 429}; !cmp.Equal(got, want) {
+		t.Errorf("three unsigned pushes with invalidBurst 2: %v, want %v", got, want)
+	}
+	if _, err := parseConfig(t, `apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters: [{name: local, kubeconfig: {context: x}}]
+webhooks: {receivers: [{name: github, provider: github, secretFile: /dev/null, bodyTimeout: -1s}]}
+`); err == nil || !strings.Contains(err.Error(), "must not be negative") {
+		t.Errorf("a negative bodyTimeout: %v, want it refused", err)
+	}
+}
+
+// parseConfig loads a configuration from text.
+func parseConfig(t *testing.T, text string) (*Config, error) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return LoadConfig(p)
+}

@@ -196,7 +196,8 @@ func (d *Daemon) Servers(o ServerOptions) ([]*http.Server, error) {
 func (d *Daemon) hooksHandler() (http.Handler, error) {
 	var receivers []*Receiver
 	for _, rc := range d.cfg.Webhooks.Receivers {
-		r := &Receiver{Name: rc.Name, Provider: rc.Provider, PerMinute: rc.PerMinute}
+		r := &Receiver{Name: rc.Name, Provider: rc.Provider, PerMinute: rc.PerMinute,
+			InvalidBurst: rc.InvalidBurst, InvalidPerMinute: rc.InvalidPerMinute, BodyTimeout: rc.BodyTimeout.Duration}
 		if rc.SecretRef != nil {
 			// Read once now, so that a missing Secret stops the daemon at
 			// start, then on every request through the cache.
