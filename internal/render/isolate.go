@@ -134,8 +134,12 @@ func renderIsolated(ctx context.Context, opts Options) (*Bundle, error) {
 	cmd.Env = childEnviron(opts.AllowRemoteBases)
 	cmd.Stdin = bytes.NewReader(req)
 	stdout := &cappedBuffer{limit: limits.Output + 1<<20}
+	stdout.overflow = func() { killProcessGroup(cmd) }
 	stderr := &cappedBuffer{limit: 64 << 10, truncate: true}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Wait returns even if something the renderer started still holds
+	// its pipes.
+	cmd.WaitDelay = time.Second
 	isolateProcess(cmd)
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -143,7 +147,8 @@ func renderIsolated(ctx context.Context, opts Options) (*Bundle, error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	stdout.overflow = func() { killProcessGroup(cmd) }
+	// Whatever the renderer started ends with it.
+	defer killProcessGroup(cmd)
 	timer := time.NewTimer(limits.Timeout)
 	defer timer.Stop()
 	var waitErr error
@@ -275,6 +280,9 @@ type sentinelError struct {
 func (e *sentinelError) Error() string { return e.msg }
 func (e *sentinelError) Unwrap() error { return e.is }
 
+// maxErrors is how many errors one render reports; the rest are counted.
+const maxErrors = 100
+
 // exitOutputLimit is the renderer's exit code when its answer would be
 // larger than the output limit.
 const exitOutputLimit = 4
@@ -320,7 +328,12 @@ func renderForChild(opts Options) (resp childResponse) {
 	}()
 	bundle, err := renderInProcess(context.Background(), opts)
 	if err != nil {
-		for _, e := range flattenErrors(err) {
+		errs := flattenErrors(err)
+		if len(errs) > maxErrors {
+			more := len(errs) - maxErrors
+			errs = append(errs[:maxErrors], fmt.Errorf("and %d more errors; fix these first", more))
+		}
+		for _, e := range errs {
 			ce := childError{Message: e.Error(), RemoteBase: errors.Is(e, ErrRemoteBase)}
 			var re *Error
 			if errors.As(e, &re) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -340,4 +341,76 @@ func childrenOf(t *testing.T, pid int) []string {
 		}
 	}
 	return kids
+}
+
+// TestRenderersReadOnlyRegularFilesInside: a link the kernel follows but
+// path resolution cannot (/proc/self/fd/N names "pipe:[…]"), and a named
+// pipe inside the repository, are refused by kustomize and jsonnet before
+// anything is read from them; reading either would block the render or
+// read what another process writes.
+func TestRenderersReadOnlyRegularFilesInside(t *testing.T) {
+	tests := map[string]struct {
+		files map[string]string
+		link  string // made at "loot" when set
+		fifo  bool   // a named pipe at "loot"
+		want  string
+	}{
+		"kustomize file through a /proc link": {
+			files: map[string]string{"kustomization.yaml": "configMapGenerator: [{name: x, files: [loot]}]\n"},
+			link:  "/proc/self/fd/0", want: "loot",
+		},
+		"kustomize resource through a /proc link": {
+			files: map[string]string{"kustomization.yaml": "resources: [loot]\n"},
+			link:  "/proc/self/fd/1", want: "loot",
+		},
+		"kustomize file that is a named pipe": {
+			files: map[string]string{"kustomization.yaml": "configMapGenerator: [{name: x, files: [loot]}]\n"},
+			fifo:  true, want: "not a regular file",
+		},
+		"jsonnet importstr through a /proc link": {
+			files: map[string]string{"main.jsonnet": "{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'x'}, data: {k: importstr 'loot'}}"},
+			link:  "/proc/self/fd/0", want: "loot",
+		},
+		"jsonnet importstr of a named pipe": {
+			files: map[string]string{"main.jsonnet": "{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'x'}, data: {k: importstr 'loot'}}"},
+			fifo:  true, want: "not a regular file",
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			root := testenv.WriteFiles(t, tt.files)
+			loot := root + "/loot"
+			if tt.link != "" {
+				if err := os.Symlink(tt.link, loot); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.fifo {
+				if err := syscall.Mkfifo(loot, 0o644); err != nil {
+					t.Skipf("mkfifo: %v", err)
+				}
+			}
+			start := time.Now()
+			_, err := Render(t.Context(), Options{Root: root, Limits: Limits{Timeout: 10 * time.Second}})
+			t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || errors.Is(err, ErrLimit) {
+				t.Errorf("error %v, want one that says %q at once", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestKustomizeErrorsHideQuotedSecrets: a Secret kustomize quotes whole in
+// an error shows no value.
+func TestKustomizeErrorsHideQuotedSecrets(t *testing.T) {
+	msg := "found multiple possible referrals: \napiVersion: v1\ndata:\n  password: aHVudGVyMg==\n  user: YWRtaW4=\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  token: plain-token\ntype: Opaque\n"
+	got := redactSecretInputs(msg, nil)
+	for _, v := range []string{"aHVudGVyMg==", "YWRtaW4=", "plain-token"} {
+		if strings.Contains(got, v) {
+			t.Errorf("the error still shows %s:\n%s", v, got)
+		}
+	}
+	if !strings.Contains(got, "password: [redacted]") || !strings.Contains(got, "name: db") {
+		t.Errorf("the error lost what is not a value:\n%s", got)
+	}
 }

@@ -3,6 +3,9 @@ package render
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -52,7 +55,10 @@ func renderJsonnet(root, file string, opts JsonnetOptions) ([]*Object, error) {
 	for _, lib := range opts.LibPaths {
 		jpaths = append(jpaths, filepath.Join(absRoot, lib))
 	}
-	vm.Importer(&confinedImporter{root: absRoot, inner: &jsonnet.FileImporter{JPaths: jpaths}})
+	vm.Importer(&confinedImporter{root: absRoot, jpaths: jpaths})
+	// std.trace writes to the renderer's stderr, which gitk8s reads to tell
+	// why a renderer died: a repository may not write there.
+	vm.SetTraceOut(io.Discard)
 	for k, v := range opts.TLAs {
 		vm.TLAVar(k, v)
 	}
@@ -136,11 +142,14 @@ func flattenJsonnet(v any, where string, object func(string, map[string]any), ba
 	}
 }
 
-// confinedImporter resolves imports as jsonnet's file importer does, but
-// only to files inside the repository.
+// confinedImporter resolves imports as jsonnet's file importer does
+// (relative to the importing file, then the library paths, the last
+// first), but looks at where each candidate leads before it reads it: only
+// regular files inside the repository are read.
 type confinedImporter struct {
-	root  string
-	inner *jsonnet.FileImporter
+	root   string
+	jpaths []string
+	cache  map[string]jsonnet.Contents
 }
 
 func (c *confinedImporter) Import(importedFrom, importedPath string) (jsonnet.Contents, string, error) {
@@ -148,22 +157,49 @@ func (c *confinedImporter) Import(importedFrom, importedPath string) (jsonnet.Co
 	if filepath.IsAbs(importedPath) && importedFrom != "" {
 		return jsonnet.Contents{}, "", fmt.Errorf("import %q: absolute paths leave the repository; import relative to the file or a library path", importedPath)
 	}
-	contents, foundAt, err := c.inner.Import(importedFrom, importedPath)
-	if err != nil {
-		return contents, foundAt, err
-	}
-	resolved, err := filepath.EvalSymlinks(foundAt)
-	if err != nil {
-		return jsonnet.Contents{}, "", err
+	var candidates []string
+	if filepath.IsAbs(importedPath) {
+		candidates = []string{importedPath}
+	} else {
+		candidates = append(candidates, filepath.Join(filepath.Dir(importedFrom), importedPath))
+		for i := len(c.jpaths) - 1; i >= 0; i-- {
+			candidates = append(candidates, filepath.Join(c.jpaths[i], importedPath))
+		}
 	}
 	rootResolved, err := filepath.EvalSymlinks(c.root)
 	if err != nil {
 		return jsonnet.Contents{}, "", err
 	}
-	if !strings.HasPrefix(resolved, rootResolved+string(filepath.Separator)) {
-		return jsonnet.Contents{}, "", fmt.Errorf("import %q leaves the repository; gitk8s reads only files inside it", importedPath)
+	for _, candidate := range candidates {
+		if contents, ok := c.cache[candidate]; ok {
+			return contents, candidate, nil
+		}
+		if _, err := os.Lstat(candidate); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		resolved, err := filepath.EvalSymlinks(candidate)
+		if err != nil || !strings.HasPrefix(resolved, rootResolved+string(filepath.Separator)) {
+			return jsonnet.Contents{}, "", fmt.Errorf("import %q leaves the repository; gitk8s reads only files inside it", importedPath)
+		}
+		info, err := os.Stat(resolved)
+		if err != nil {
+			return jsonnet.Contents{}, "", err
+		}
+		if !info.Mode().IsRegular() {
+			return jsonnet.Contents{}, "", fmt.Errorf("import %q is not a regular file", importedPath)
+		}
+		data, err := os.ReadFile(resolved)
+		if err != nil {
+			return jsonnet.Contents{}, "", err
+		}
+		if c.cache == nil {
+			c.cache = map[string]jsonnet.Contents{}
+		}
+		contents := jsonnet.MakeContentsRaw(data)
+		c.cache[candidate] = contents
+		return contents, candidate, nil
 	}
-	return contents, foundAt, nil
+	return jsonnet.Contents{}, "", fmt.Errorf("couldn't open import %q: no match locally or in the library paths; import relative to the file, or add a library folder (--jsonnet-lib, source.jsonnet.libs)", importedPath)
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,7 +34,7 @@ var ErrRemoteBase = errors.New("remote kustomize bases are not allowed")
 // kustomizationIn returns the kustomization file of a directory, or "".
 func kustomizationIn(root, dir string) string {
 	for _, name := range kustomizationFiles {
-		if info, err := os.Stat(filepath.Join(root, dir, name)); err == nil && !info.IsDir() {
+		if info, err := os.Lstat(filepath.Join(root, dir, name)); err == nil && !info.IsDir() {
 			return path.Join(dir, name)
 		}
 	}
@@ -123,7 +124,7 @@ func visitKustomizations(root, dir string, visit func(dir, file string, k *kusto
 		if file == "" {
 			return nil
 		}
-		data, err := os.ReadFile(filepath.Join(root, file))
+		data, err := readConfined(root, file)
 		if err != nil {
 			return err
 		}
@@ -170,7 +171,7 @@ func refuseRemoteBases(root, dir string) error {
 // ask for a flag (--enable-helm) that gitk8s does not have.
 func checkKustomizations(root, dir string) error {
 	return visitKustomizations(root, dir, func(_, file string, k *kustomizationRefs) error {
-		data, err := os.ReadFile(filepath.Join(root, file))
+		data, err := readConfined(root, file)
 		if err != nil {
 			return &Error{Source: Source{File: file}, Err: err}
 		}
@@ -196,7 +197,7 @@ func secretInputs(root, dir string) []string {
 	var values []string
 	add := func(v string) {
 		if v = strings.TrimSpace(v); len(v) >= 3 {
-			values = append(values, v)
+			values = append(values, v, base64.StdEncoding.EncodeToString([]byte(v)))
 		}
 	}
 	addPair := func(line string) {
@@ -256,12 +257,36 @@ func secretInputs(root, dir string) []string {
 	return values
 }
 
-// redactSecretInputs removes every Secret generator input from msg.
+// redactSecretInputs removes every Secret generator input from msg, and
+// every value of a Secret kustomize quotes whole (its "multiple possible
+// referrals" error prints each candidate as YAML).
 func redactSecretInputs(msg string, values []string) string {
 	for _, v := range values {
 		msg = strings.ReplaceAll(msg, v, "[redacted]")
 	}
-	return msg
+	if !strings.Contains(msg, "kind: Secret") {
+		return msg
+	}
+	lines := strings.Split(msg, "\n")
+	under := -1 // the indentation of the data or stringData key being hidden
+	for i, line := range lines {
+		indent := len(line) - len(strings.TrimLeft(line, " "))
+		key := strings.TrimSpace(line)
+		switch {
+		case under >= 0 && indent > under && key != "":
+			if k, _, ok := strings.Cut(key, ":"); ok {
+				lines[i] = line[:indent] + k + ": [redacted]"
+			} else {
+				lines[i] = line[:indent] + "[redacted]"
+			}
+			continue
+		case key == "data:" || key == "stringData:":
+			under = indent
+			continue
+		}
+		under = -1
+	}
+	return strings.Join(lines, "\n")
 }
 
 // isRemote tells kustomize's remote references (URLs, git hosts, scp-like
@@ -293,11 +318,16 @@ func (c confinedFS) inside(p string) error {
 	}
 	resolved, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			resolved = abs
-		} else {
+		if !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
+		// Nothing to resolve is fine only where nothing is. A link the
+		// kernel follows but EvalSymlinks cannot (/proc/<pid>/fd/N names
+		// "pipe:[…]") would otherwise be read where it really leads.
+		if _, lerr := os.Lstat(abs); lerr == nil {
+			return fmt.Errorf("%s is a link that does not resolve inside the repository; gitk8s reads only files inside it", strings.TrimPrefix(p, c.root+string(filepath.Separator)))
+		}
+		resolved = abs
 	}
 	rootResolved, err := filepath.EvalSymlinks(c.root)
 	if err != nil {
@@ -320,7 +350,20 @@ func (c confinedFS) ReadFile(p string) ([]byte, error) {
 	if err := c.inside(p); err != nil {
 		return nil, err
 	}
+	if info, err := os.Stat(p); err == nil && !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", strings.TrimPrefix(p, c.root+string(filepath.Separator)))
+	}
 	return c.FileSystem.ReadFile(p)
+}
+
+// readConfined reads the file rel of the source at root as kustomize's
+// loads are read: inside root, regular files only.
+func readConfined(root, rel string) ([]byte, error) {
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	return confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot}.ReadFile(filepath.Join(absRoot, filepath.FromSlash(rel)))
 }
 
 func (c confinedFS) ReadDir(p string) ([]string, error) {
