@@ -14,7 +14,8 @@ func init() {
 	})
 	register("probe-port-undeclared", Error, "a probe's port must be one the container declares", checkProbePorts)
 	register("probe-liveness-equals-readiness", Warning, "liveness and readiness probes should differ", checkProbesEqual)
-	register("probe-timing", Error, "probe timings must make sense", checkProbeTiming)
+	register("probe-timing", Error, "probe timings the API server refuses", checkProbeTiming)
+	register("probe-timeout-period", Warning, "a probe's timeout should be below its period", checkProbeTimeoutPeriod)
 }
 
 func probeMissing(c *Context, field, name, why string) []Finding {
@@ -106,6 +107,36 @@ func checkProbesEqual(c *Context) []Finding {
 	return out
 }
 
+// checkProbeTimeoutPeriod warns of a timeout that is not below the period.
+// It breaks nothing: the kubelet never runs two probes of a container at
+// once, so a slow answer only delays the next probe, and a probe that
+// hangs is noticed after failureThreshold timeouts rather than periods.
+func checkProbeTimeoutPeriod(c *Context) []Finding {
+	var out []Finding
+	for _, w := range workloads(c.Objects) {
+		for _, ctr := range containers(w.spec, "containers") {
+			for _, field := range probeFields {
+				probe := mapAt(ctr, field)
+				if probe == nil {
+					continue
+				}
+				period, timeout := int64(10), int64(1)
+				if v, ok := probe["periodSeconds"].(int64); ok {
+					period = v
+				}
+				if v, ok := probe["timeoutSeconds"].(int64); ok {
+					timeout = v
+				}
+				if timeout >= period && period >= 1 {
+					out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s.timeoutSeconds (%d) is not below periodSeconds (%d): the kubelet waits for a probe before it starts the next, so a slow answer probes every %d s instead of every %d s", str(ctr, "name"), field, timeout, period, timeout, period),
+						"make timeoutSeconds smaller than periodSeconds if probes should keep their period"))
+				}
+			}
+		}
+	}
+	return out
+}
+
 func checkProbeTiming(c *Context) []Finding {
 	var out []Finding
 	for _, w := range workloads(c.Objects) {
@@ -124,9 +155,6 @@ func checkProbeTiming(c *Context) []Finding {
 				name := str(ctr, "name")
 				if field != "readinessProbe" && num("successThreshold", 1) != 1 {
 					out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s.successThreshold is %d; the API requires 1 for liveness and startup probes", name, field, num("successThreshold", 1)), "set successThreshold to 1 or remove it"))
-				}
-				if period, timeout := num("periodSeconds", 10), num("timeoutSeconds", 1); timeout >= period {
-					out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s.timeoutSeconds (%d) is not below periodSeconds (%d): probes overlap", name, field, timeout, period), "make timeoutSeconds smaller than periodSeconds"))
 				}
 				for _, k := range []string{"periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"} {
 					if v, ok := probe[k].(int64); ok && v < 1 {

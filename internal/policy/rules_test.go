@@ -40,7 +40,7 @@ func TestRules(t *testing.T) {
 		{"numbered probe port not declared", deploy("      containers:\n      - name: app\n        image: x\n        ports: [{containerPort: 8080}]\n        livenessProbe: {tcpSocket: {port: 9090}}\n"), "probe-port-undeclared", "livenessProbe uses port 9090", nil},
 		{"liveness equals readiness", deploy("      containers:\n      - name: app\n        image: x\n        livenessProbe: {httpGet: {path: /, port: 80}}\n        readinessProbe: {httpGet: {path: /, port: 80}}\n"), "probe-liveness-equals-readiness", "liveness and readiness probes are the same", nil},
 		{"liveness successThreshold", deploy("      containers:\n      - name: app\n        image: x\n        livenessProbe: {httpGet: {path: /, port: 80}, successThreshold: 3}\n"), "probe-timing", "livenessProbe.successThreshold is 3", nil},
-		{"timeout not below period", deploy("      containers:\n      - name: app\n        image: x\n        readinessProbe: {httpGet: {path: /, port: 80}, periodSeconds: 5, timeoutSeconds: 5}\n"), "probe-timing", "timeoutSeconds (5) is not below periodSeconds (5)", nil},
+		{"timeout not below period", deploy("      containers:\n      - name: app\n        image: x\n        readinessProbe: {httpGet: {path: /, port: 80}, periodSeconds: 5, timeoutSeconds: 5}\n"), "probe-timeout-period", "timeoutSeconds (5) is not below periodSeconds (5)", nil},
 		{"jobs need no probes", "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: j, image: x}]\n", "probe-readiness-missing", "", nil},
 		// rbac
 		{"wildcard verbs", "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: r, namespace: shop}\nrules: [{apiGroups: [apps], resources: [deployments], verbs: ['*']}]\n", "rbac-wildcard", "grants * in verbs", nil},
@@ -134,5 +134,23 @@ func TestSkipsAndModes(t *testing.T) {
 	}
 	if f := Evaluate(objects(t, quota), Config{ExcludeNamespaces: []string{"shop"}}, nil); len(f) != 0 {
 		t.Errorf("an excluded namespace was checked: %v", f)
+	}
+}
+
+// TestSlowProbeTimeoutIsAWarning: a probe that may take longer than its
+// period (the course's health-check lesson: timeoutSeconds 30, the default
+// period of 10 s) breaks nothing, so it is a warning and never blocks.
+func TestSlowProbeTimeoutIsAWarning(t *testing.T) {
+	for _, r := range builtin {
+		switch r.ID {
+		case "probe-timeout-period":
+			if r.Severity != Warning {
+				t.Errorf("probe-timeout-period is %v by default, want a warning", r.Severity)
+			}
+		case "probe-timing":
+			if r.Severity != Error {
+				t.Errorf("probe-timing is %v by default, want an error: the API server refuses what it finds", r.Severity)
+			}
+		}
 	}
 }
