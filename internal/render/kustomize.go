@@ -46,17 +46,12 @@ func kustomizationIn(root, dir string) string {
 // confined to the repository root.
 func renderKustomization(root, dir, file string, opts Options) ([]*Object, error) {
 	src := Source{File: file}
-	if !opts.AllowRemoteBases {
-		if err := refuseRemoteBases(root, dir); err != nil {
-			var rerr *Error
-			if errors.As(err, &rerr) {
-				return nil, err // names the kustomization that holds the reference
-			}
-			return nil, &Error{Source: src, Err: err}
+	if err := checkKustomizations(root, dir, opts.AllowRemoteBases); err != nil {
+		var rerr *Error
+		if errors.As(err, &rerr) {
+			return nil, err // names the kustomization at fault
 		}
-	}
-	if err := checkKustomizations(root, dir); err != nil {
-		return nil, err
+		return nil, &Error{Source: src, Err: err}
 	}
 	absRoot, err := filepath.Abs(root)
 	if err != nil {
@@ -112,7 +107,7 @@ type kustomizationRefs struct {
 
 // visitKustomizations calls visit for every kustomization reachable from
 // dir through local resources, bases and components, each once.
-func visitKustomizations(root, dir string, visit func(dir, file string, k *kustomizationRefs) error) error {
+func visitKustomizations(root, dir string, visit func(dir, file string, data []byte, k *kustomizationRefs) error) error {
 	seen := map[string]bool{}
 	var walk func(dir string) error
 	walk = func(dir string) error {
@@ -126,13 +121,13 @@ func visitKustomizations(root, dir string, visit func(dir, file string, k *kusto
 		}
 		data, err := readConfined(root, file)
 		if err != nil {
-			return err
+			return &Error{Source: Source{File: file}, Err: err}
 		}
 		var k kustomizationRefs
 		if err := yaml.Unmarshal(data, &k); err != nil {
 			return nil // kustomize reports a broken file with its own words
 		}
-		if err := visit(dir, file, &k); err != nil {
+		if err := visit(dir, file, data, &k); err != nil {
 			return err
 		}
 		for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
@@ -151,29 +146,21 @@ func visitKustomizations(root, dir string, visit func(dir, file string, k *kusto
 	return walk(dir)
 }
 
-// refuseRemoteBases looks through every kustomization reachable from dir
-// for resources, bases or components that are not local paths.
-func refuseRemoteBases(root, dir string) error {
-	return visitKustomizations(root, dir, func(dir, file string, k *kustomizationRefs) error {
-		for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
-			_, statErr := os.Stat(filepath.Join(root, dir, ref))
-			if statErr != nil && isRemote(ref) {
-				return &Error{Source: Source{File: file}, Err: fmt.Errorf("%w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", ErrRemoteBase, ref)}
-			}
-		}
-		return nil
-	})
-}
-
 // checkKustomizations refuses, in every kustomization reachable from dir,
-// a key given twice (kustomize would keep the last without a word) and
-// Helm charts, which gitk8s builds without: kustomize's own error would
-// ask for a flag (--enable-helm) that gitk8s does not have.
-func checkKustomizations(root, dir string) error {
-	return visitKustomizations(root, dir, func(_, file string, k *kustomizationRefs) error {
-		data, err := readConfined(root, file)
-		if err != nil {
-			return &Error{Source: Source{File: file}, Err: err}
+// in one pass: unless remote bases are allowed, resources, bases or
+// components that are not local paths; a key given twice (kustomize would
+// keep the last without a word); and Helm charts, which gitk8s builds
+// without (kustomize's own error would ask for a flag, --enable-helm, that
+// gitk8s does not have).
+func checkKustomizations(root, dir string, allowRemote bool) error {
+	return visitKustomizations(root, dir, func(dir, file string, data []byte, k *kustomizationRefs) error {
+		if !allowRemote {
+			for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
+				_, statErr := os.Stat(filepath.Join(root, dir, ref))
+				if statErr != nil && isRemote(ref) {
+					return &Error{Source: Source{File: file}, Err: fmt.Errorf("%w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", ErrRemoteBase, ref)}
+				}
+			}
 		}
 		var tree yamlv3.Node
 		if yamlv3.Unmarshal(data, &tree) == nil {
@@ -223,7 +210,7 @@ func secretInputs(root, dir string) []string {
 		}
 		return string(data)
 	}
-	_ = visitKustomizations(root, dir, func(dir, _ string, k *kustomizationRefs) error {
+	_ = visitKustomizations(root, dir, func(dir, _ string, _ []byte, k *kustomizationRefs) error {
 		for _, g := range k.SecretGenerator {
 			for _, l := range g.Literals {
 				addPair(l)
