@@ -17,6 +17,10 @@ func TestLookup(t *testing.T) {
 	if _, ok := Lookup(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}); ok {
 		t.Error("apps/v1 Deployment reported removed")
 	}
+	r, ok = Lookup(schema.GroupVersionKind{Group: "settings.k8s.io", Version: "v1alpha1", Kind: "PodPreset"})
+	if !ok || r.To != "" || !strings.Contains(r.Message(), "settings.k8s.io/v1alpha1 PodPreset was removed in Kubernetes 1.20 and has no replacement: put the env") {
+		t.Errorf("settings.k8s.io/v1alpha1 PodPreset: %+v", r)
+	}
 	for _, r := range All() {
 		if r.RemovedIn == "" || (r.To == "" && r.Needs == "") {
 			t.Errorf("incomplete entry %+v", r)

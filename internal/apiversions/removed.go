@@ -70,6 +70,10 @@ func removed(group, version, in, to, needs string, kinds ...string) {
 }
 
 func init() {
+	// Kinds removed with their whole API group, nothing taking their place.
+	removed("admissionregistration.k8s.io", "v1alpha1", "1.14", "", "a mutating admission webhook (MutatingWebhookConfiguration, admissionregistration.k8s.io/v1) does what initializers did", "InitializerConfiguration")
+	removed("auditregistration.k8s.io", "v1alpha1", "1.19", "", "configure audit webhooks on the API server (--audit-webhook-config-file) instead", "AuditSink")
+	removed("settings.k8s.io", "v1alpha1", "1.20", "", "put the env, volumes and mounts into the pod templates themselves (a kustomize patch or component does it for many workloads), or inject them with a mutating admission webhook", "PodPreset")
 	// v1.16
 	removed("extensions", "v1beta1", "1.16", "apps/v1", needsSelector, "Deployment", "DaemonSet", "ReplicaSet")
 	removed("extensions", "v1beta1", "1.16", "networking.k8s.io/v1", needsNothingMore, "NetworkPolicy")
@@ -93,6 +97,8 @@ func init() {
 	removed("certificates.k8s.io", "v1beta1", "1.22", "certificates.k8s.io/v1", "needs spec.signerName", "CertificateSigningRequest")
 	removed("authentication.k8s.io", "v1beta1", "1.22", "authentication.k8s.io/v1", needsNothingMore, "TokenReview")
 	removed("authorization.k8s.io", "v1beta1", "1.22", "authorization.k8s.io/v1", needsNothingMore, "SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectAccessReview", "SelfSubjectRulesReview")
+	// v1.21
+	removed("batch", "v2alpha1", "1.21", "batch/v1", needsNothingMore, "CronJob")
 	// v1.25
 	removed("batch", "v1beta1", "1.25", "batch/v1", needsNothingMore, "CronJob")
 	removed("policy", "v1beta1", "1.25", "policy/v1", "an empty selector now selects every pod in the namespace instead of none", "PodDisruptionBudget")
