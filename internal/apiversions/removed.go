@@ -70,7 +70,8 @@ func removed(group, version, in, to, needs string, kinds ...string) {
 }
 
 func init() {
-	// Kinds removed with their whole API group, nothing taking their place.
+	// Kinds that Kubernetes stopped serving and never replaced: their
+	// alpha API versions went, and no other version serves them.
 	removed("admissionregistration.k8s.io", "v1alpha1", "1.14", "", "a mutating admission webhook (MutatingWebhookConfiguration, admissionregistration.k8s.io/v1) does what initializers did", "InitializerConfiguration")
 	removed("auditregistration.k8s.io", "v1alpha1", "1.19", "", "configure audit webhooks on the API server (--audit-webhook-config-file) instead", "AuditSink")
 	removed("settings.k8s.io", "v1alpha1", "1.20", "", "put the env, volumes and mounts into the pod templates themselves (a kustomize patch or component does it for many workloads), or inject them with a mutating admission webhook", "PodPreset")
