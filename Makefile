@@ -7,6 +7,7 @@ STAGES    := $(CACHE)/kwok-stages.yaml
 DEMO_DIR  := $(CACHE)/demo
 CLUSTERS  ?= 1
 KWOK_VERSION := v0.8.0
+HELM_VERSION := $(shell sed -n "s|^[[:space:]]*helm.sh/helm/v4 \(v[^ ]*\).*|\1|p" go.mod)
 K8S_VERSION := v1.37.2
 K8S_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(K8S_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=37 -X $(pkg).gitTreeState=clean)
@@ -14,7 +15,7 @@ CONTROLPLANE_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-ma
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build controlplane chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
+.PHONY: all build controlplane helm chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
 
 all: build
 
@@ -42,6 +43,12 @@ $(STAGES): internal/controlplane/stages.go
 	$(GO) run ./cmd/localcluster stages -out $(STAGES) \
 		-kwok-module "$$($(GO) mod download -json sigs.k8s.io/kwok@$(KWOK_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')"
 
+## helm: the Helm CLI of the version gitk8s renders charts with, for the tests that compare with helm template
+helm: $(BIN)/helm
+
+$(BIN)/helm:
+	cd $(CACHE) && GOBIN=$(BIN) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
 ## demo: start a local cluster and sync examples/course into it from a Git repository
 demo: build controlplane
 	@scripts/demo.sh "$(DEMO_DIR)" "$(CLUSTERS)"
@@ -57,7 +64,7 @@ chromium:
 ## test: unit tests and end-to-end tests against the local control plane, with the race detector, then the fuzzers
 # A binary built with -race sleeps 1 s before it exits unless GORACE says
 # otherwise, and the tests start many (renderer children among them).
-test: controlplane chromium
+test: controlplane helm chromium
 	scripts/check-tree.sh
 	$(GO) vet ./...
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 45m ./...

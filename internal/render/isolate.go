@@ -198,11 +198,11 @@ func childEnviron(remote bool) []string {
 func childFailure(waitErr error, state *os.ProcessState, stderr string, limits Limits, took time.Duration) error {
 	switch {
 	case strings.Contains(stderr, "stack exceeds") || strings.Contains(stderr, "stack overflow"):
-		return fmt.Errorf("%w: the render recursed too deeply (a jsonnet function that never stops calling itself?); make the recursion end", ErrLimit)
+		return fmt.Errorf("%w: the render recursed too deeply (a jsonnet function or Helm template that never stops calling itself?); make the recursion end", ErrLimit)
 	case state != nil && state.ExitCode() == exitMemoryLimit,
 		strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"),
 		strings.Contains(stderr, "failed to allocate"): // the race detector's allocator
-		return fmt.Errorf("%w: the render needed more than %s of memory (a YAML alias bomb, or a jsonnet value built too large?); make the source smaller, or raise the render memory limit", ErrLimit, byteSize(limits.Memory))
+		return fmt.Errorf("%w: the render needed more than %s of memory (a YAML alias bomb, a jsonnet value or a Helm template output built too large?); make the source smaller, or raise the render memory limit", ErrLimit, byteSize(limits.Memory))
 	case state != nil && (state.ExitCode() == exitCPULimit || killedBySignal(state) && cpuTime(state) >= limits.CPU*9/10):
 		return fmt.Errorf("%w: the render used more than %s of CPU time; simplify what the repository computes, or raise the render CPU limit", ErrLimit, limits.CPU)
 	}

@@ -29,6 +29,8 @@ type Options struct {
 	// JsonnetEntry, when set, is the one .jsonnet file (relative to Path)
 	// to evaluate instead of walking the folder.
 	JsonnetEntry string
+	// Helm are the inputs of every Helm chart the render finds.
+	Helm HelmOptions
 	// Limits bound the render's memory, CPU time, duration and output.
 	Limits Limits
 }
@@ -40,7 +42,8 @@ const IgnoreFile = ".gitk8signore"
 // Render reads every manifest under opts.Path and returns the objects in a
 // stable order. Each folder is rendered by what it holds: a folder with a
 // kustomization is built with kustomize (and not walked further); otherwise
-// its YAML and JSON files are decoded, its .jsonnet files evaluated
+// a folder with a Chart.yaml is rendered as helm template renders it (and
+// not walked further); otherwise its YAML and JSON files are decoded, its .jsonnet files evaluated
 // (.libsonnet files are only imported) and its subfolders walked. Every
 // problem found is returned, joined, as *Error values; a bundle with errors
 // is never returned. The render runs in a child process bounded by
@@ -102,6 +105,10 @@ func (w *walker) add(objs []*Object, err error) {
 func (w *walker) walk(ctx context.Context, dir string) error {
 	if file := kustomizationIn(w.opts.Root, dir); file != "" {
 		w.add(renderKustomization(w.opts.Root, dir, file, w.opts))
+		return nil
+	}
+	if isChart(w.opts.Root, dir) {
+		w.add(renderChart(ctx, w.opts.Root, dir, w.opts.Helm))
 		return nil
 	}
 	entries, err := os.ReadDir(filepath.Join(w.opts.Root, dir))
