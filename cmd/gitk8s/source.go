@@ -25,6 +25,7 @@ type sourceOptions struct {
 	tlas             map[string]string
 	extVars          map[string]string
 	jsonnetLibs      []string
+	helm             render.HelmOptions
 	renderLimits     render.Limits
 	renderMemory     string
 	renderOutput     string
@@ -46,6 +47,12 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringToStringVar(&o.tlas, "tla", nil, "jsonnet top-level argument, key=value (repeatable)")
 	cmd.Flags().StringToStringVar(&o.extVars, "ext-str", nil, "jsonnet external variable, key=value (repeatable)")
 	cmd.Flags().StringArrayVar(&o.jsonnetLibs, "jsonnet-lib", nil, "jsonnet library folder inside the source (repeatable)")
+	cmd.Flags().StringVar(&o.helm.ReleaseName, "release-name", "", "Helm release name of a chart (default: the chart's name)")
+	cmd.Flags().StringVar(&o.helm.Namespace, "release-namespace", "", "Helm release namespace of a chart (default: --namespace, then the context's namespace; offline: default)")
+	cmd.Flags().StringArrayVar(&o.helm.ValuesFiles, "values", nil, "Helm values file, relative to the chart's folder and inside the source (repeatable, later wins)")
+	cmd.Flags().StringArrayVar(&o.helm.Set, "set", nil, "Helm value, key=value in helm's --set syntax (repeatable, wins over --values)")
+	cmd.Flags().StringVar(&o.helm.KubeVersion, "kube-version", "", "Kubernetes version a chart is rendered for (default: the cluster's; offline: "+render.DefaultKubeVersion+")")
+	cmd.Flags().StringArrayVar(&o.helm.APIVersions, "api-versions", nil, "API version a chart may find in .Capabilities, beside the cluster's (repeatable)")
 	cmd.Flags().StringVar(&o.renderMemory, "render-memory", "1Gi", "memory the render may use (the render runs in a child process)")
 	cmd.Flags().DurationVar(&o.renderLimits.CPU, "render-cpu", render.DefaultLimits().CPU, "CPU time the render may use")
 	cmd.Flags().DurationVar(&o.renderLimits.Timeout, "render-timeout", render.DefaultLimits().Timeout, "wall-clock time the render may take")
@@ -64,6 +71,9 @@ func (o *sourceOptions) openOptions() (source.Options, error) {
 	opts := source.Options{Ref: o.ref, SemVer: o.semver, Path: o.path, Timeout: o.gitTimeout}
 	if err := o.checkLimits(); err != nil {
 		return opts, err
+	}
+	if errs := o.helm.Check(); len(errs) > 0 {
+		return opts, errs[0]
 	}
 	opts.Auth.Username = o.gitUsername
 	opts.Auth.Password = os.Getenv("GITK8S_GIT_PASSWORD")
@@ -117,7 +127,7 @@ func (o *sourceOptions) renderSettings() reconcile.RenderSettings {
 		limits.Output = q.Value()
 	}
 	return reconcile.RenderSettings{AllowRemoteBases: o.allowRemoteBases, JsonnetEntry: o.jsonnetEntry,
-		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs, Limits: limits}
+		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs, Helm: o.helm, Limits: limits}
 }
 
 // checkLimits refuses render limits that are not quantities.

@@ -251,6 +251,12 @@ type SourceConfig struct {
 	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`
 	// Jsonnet are the inputs of jsonnet evaluation.
 	Jsonnet *JsonnetConfig `json:"jsonnet,omitempty"`
+	// Helm are the inputs of the Helm charts the source holds, as the
+	// CLI's --release-name, --release-namespace, --values, --set,
+	// --kube-version and --api-versions flags give them, with inline
+	// values beside (releaseName, namespace, valuesFiles, values, set,
+	// kubeVersion, apiVersions).
+	Helm *render.HelmOptions `json:"helm,omitempty"`
 	// RenderLimits bound the render of each revision, as the CLI's
 	// --render-memory, --render-cpu, --render-timeout and --render-output
 	// flags do.

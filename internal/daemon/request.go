@@ -39,6 +39,9 @@ func (s SyncConfig) Settings() reconcile.Settings {
 	if j := s.Source.Jsonnet; j != nil {
 		set.Render.JsonnetEntry, set.Render.TLAs, set.Render.ExtVars, set.Render.JsonnetLibs = j.Entry, j.TLAs, j.ExtVars, j.Libs
 	}
+	if h := s.Source.Helm; h != nil {
+		set.Render.Helm = *h
+	}
 	if p := s.Policies; p != nil {
 		set.Policy.Off = p.Skip
 		set.Policy.Dirs = p.Dirs

@@ -33,7 +33,7 @@ func Run(ctx context.Context, req Request) *Result {
 	}
 	defer snap.Close()
 	res.Origin, res.Revision = snap.Origin, snap.Revision
-	bundle, err := render.Render(ctx, req.Settings.Render.Options(snap))
+	bundle, err := render.Render(ctx, renderOptions(ctx, req, snap))
 	if err != nil {
 		res.Reason, res.Err = RenderFailed, err
 		return res
@@ -79,6 +79,39 @@ func Run(ctx context.Context, req Request) *Result {
 	wg.Wait()
 	res.Reason, res.Err = summarize(res.Clusters)
 	return res
+}
+
+// renderOptions are the render options of a run. A Helm chart is rendered
+// as helm install would render it for the sync's first cluster that
+// answers: that cluster's version, the API versions it serves and its
+// default namespace, unless the settings name them. With no cluster
+// answering, the render's defaults hold (render.DefaultKubeVersion).
+func renderOptions(ctx context.Context, req Request, snap *source.Snapshot) render.Options {
+	opts := req.Settings.Render.Options(snap)
+	if opts.Helm.Namespace == "" {
+		opts.Helm.Namespace = req.Settings.Namespace
+	}
+	if !render.HasChart(opts) {
+		return opts
+	}
+	for _, c := range req.Clusters {
+		if c.Target == nil {
+			continue
+		}
+		caps, err := cluster.CapabilitiesOf(ctx, c.Target)
+		if err != nil {
+			continue
+		}
+		if opts.Helm.KubeVersion == "" {
+			opts.Helm.KubeVersion = caps.KubeVersion
+		}
+		opts.Helm.APIVersions = append(caps.APIVersions, opts.Helm.APIVersions...)
+		if opts.Helm.Namespace == "" {
+			opts.Helm.Namespace = c.Target.Namespace
+		}
+		break
+	}
+	return opts
 }
 
 // GateConfig is the policy gate of a sync over a rendered snapshot, or nil

@@ -60,6 +60,11 @@ type RenderSettings struct {
 	ExtVars map[string]string
 	// JsonnetLibs are library folders inside the source.
 	JsonnetLibs []string
+	// Helm are the inputs of the Helm charts the source holds. A run
+	// fills what they leave empty: the release namespace from Namespace,
+	// the Kubernetes version and API versions from the sync's first
+	// cluster that answers.
+	Helm render.HelmOptions
 	// Limits bound the render (zero fields: render.DefaultLimits).
 	Limits render.Limits
 }
@@ -137,6 +142,9 @@ func (s Settings) Validate() []error {
 			bad("jsonnet library %q must be a folder inside the source", dir)
 		}
 	}
+	for _, err := range s.Render.Helm.Check() {
+		bad("%v", err)
+	}
 	if !s.Policy.Off {
 		if _, perrs := s.Policy.Settings.Config(); len(perrs) > 0 {
 			for _, err := range perrs {
@@ -164,6 +172,7 @@ func (r RenderSettings) Options(snap *source.Snapshot) render.Options {
 		AllowRemoteBases: r.AllowRemoteBases,
 		JsonnetEntry:     r.JsonnetEntry,
 		Jsonnet:          render.JsonnetOptions{TLAs: r.TLAs, ExtVars: r.ExtVars, LibPaths: r.JsonnetLibs},
+		Helm:             r.Helm,
 		Limits:           r.Limits,
 	}
 }

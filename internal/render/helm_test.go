@@ -70,10 +70,10 @@ func TestHelmMatchesHelmTemplate(t *testing.T) {
 			want: []string{"ServiceMonitor/apps/web-podinfo", "HorizontalPodAutoscaler/apps/web-podinfo", "Certificate/apps/web-podinfo", "HTTPRoute/apps/web-podinfo", "PodDisruptionBudget/apps/web-podinfo", "Job/apps/web-podinfo-pre-install"}},
 		{name: "shop without capabilities", chart: "shop", opts: HelmOptions{ReleaseName: "shop", Namespace: "store", KubeVersion: "v1.30.4"},
 			want:   []string{"CustomResourceDefinition/orders.shop.example.com", "Secret/shop-db", "StatefulSet/shop-cache", "ConfigMap/shop-metrics"},
-			absent: []string{"ServiceMonitor/shop-shop", "HorizontalPodAutoscaler/shop-shop"}},
+			absent: []string{"ServiceMonitor/shop-shop", "HorizontalPodAutoscaler/shop-shop", "Order/shop-first-order"}},
 		{name: "shop with capabilities", chart: "shop", opts: HelmOptions{ReleaseName: "shop", Namespace: "store", KubeVersion: "v1.36.1",
-			APIVersions: []string{"monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor"}},
-			want: []string{"ServiceMonitor/shop-shop", "HorizontalPodAutoscaler/shop-shop"}},
+			APIVersions: []string{"monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor", "shop.example.com/v1/Order"}},
+			want: []string{"ServiceMonitor/shop-shop", "HorizontalPodAutoscaler/shop-shop", "Order/shop-first-order"}},
 		{name: "shop without its dependency", chart: "shop", opts: HelmOptions{ReleaseName: "shop", Namespace: "store", Set: []string{"cache.enabled=false"}},
 			absent: []string{"StatefulSet/shop-cache", "ConfigMap/shop-metrics"}},
 	}
