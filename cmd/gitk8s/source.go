@@ -26,6 +26,7 @@ type sourceOptions struct {
 	extVars          map[string]string
 	jsonnetLibs      []string
 	helm             render.HelmOptions
+	enableHelm       bool
 	renderLimits     render.Limits
 	renderMemory     string
 	renderOutput     string
@@ -47,6 +48,7 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringToStringVar(&o.tlas, "tla", nil, "jsonnet top-level argument, key=value (repeatable)")
 	cmd.Flags().StringToStringVar(&o.extVars, "ext-str", nil, "jsonnet external variable, key=value (repeatable)")
 	cmd.Flags().StringArrayVar(&o.jsonnetLibs, "jsonnet-lib", nil, "jsonnet library folder inside the source (repeatable)")
+	cmd.Flags().BoolVar(&o.enableHelm, "enable-helm", false, "let kustomizations inflate their helmCharts (rendered in-process; no helm binary is run)")
 	cmd.Flags().StringVar(&o.helm.ReleaseName, "release-name", "", "Helm release name of a chart (default: the chart's name)")
 	cmd.Flags().StringVar(&o.helm.Namespace, "release-namespace", "", "Helm release namespace of a chart (default: --namespace, then the context's namespace; offline: default)")
 	cmd.Flags().StringArrayVar(&o.helm.ValuesFiles, "values", nil, "Helm values file, relative to the chart's folder and inside the source (repeatable, later wins)")
@@ -127,7 +129,7 @@ func (o *sourceOptions) renderSettings() reconcile.RenderSettings {
 		limits.Output = q.Value()
 	}
 	return reconcile.RenderSettings{AllowRemoteBases: o.allowRemoteBases, JsonnetEntry: o.jsonnetEntry,
-		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs, Helm: o.helm, Limits: limits}
+		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs, Helm: o.helm, KustomizeHelm: o.enableHelm, Limits: limits}
 }
 
 // checkLimits refuses render limits that are not quantities.

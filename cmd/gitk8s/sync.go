@@ -41,7 +41,7 @@ type syncOptions struct {
 // settingFlags are the flags that change what is applied; with --config
 // the daemon's configuration decides them all.
 var settingFlags = []string{"allow-remote-bases", "jsonnet-entry", "tla", "ext-str", "jsonnet-lib", "path",
-	"release-name", "release-namespace", "values", "set", "kube-version", "api-versions",
+	"enable-helm", "release-name", "release-namespace", "values", "set", "kube-version", "api-versions",
 	"render-memory", "render-cpu", "render-timeout", "render-output",
 	"namespace", "inventory", "inventory-namespace", "prune", "allow-destructive-prune", "prune-timeout", "force-conflicts",
 	"concurrency", "policy", "policy-builtin", "policy-dir", "policy-exclude-namespace", "no-policy", "wait",

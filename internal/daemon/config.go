@@ -251,6 +251,9 @@ type SourceConfig struct {
 	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`
 	// Jsonnet are the inputs of jsonnet evaluation.
 	Jsonnet *JsonnetConfig `json:"jsonnet,omitempty"`
+	// EnableHelm lets kustomizations inflate their helmCharts, as the
+	// CLI's --enable-helm does.
+	EnableHelm bool `json:"enableHelm,omitempty"`
 	// Helm are the inputs of the Helm charts the source holds, as the
 	// CLI's --release-name, --release-namespace, --values, --set,
 	// --kube-version and --api-versions flags give them, with inline

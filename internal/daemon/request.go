@@ -39,6 +39,7 @@ func (s SyncConfig) Settings() reconcile.Settings {
 	if j := s.Source.Jsonnet; j != nil {
 		set.Render.JsonnetEntry, set.Render.TLAs, set.Render.ExtVars, set.Render.JsonnetLibs = j.Entry, j.TLAs, j.ExtVars, j.Libs
 	}
+	set.Render.KustomizeHelm = s.Source.EnableHelm
 	if h := s.Source.Helm; h != nil {
 		set.Render.Helm = *h
 	}

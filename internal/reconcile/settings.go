@@ -60,6 +60,8 @@ type RenderSettings struct {
 	ExtVars map[string]string
 	// JsonnetLibs are library folders inside the source.
 	JsonnetLibs []string
+	// KustomizeHelm lets kustomizations inflate their helmCharts.
+	KustomizeHelm bool
 	// Helm are the inputs of the Helm charts the source holds. A run
 	// fills what they leave empty: the release namespace from Namespace,
 	// the Kubernetes version and API versions from the sync's first
@@ -173,6 +175,7 @@ func (r RenderSettings) Options(snap *source.Snapshot) render.Options {
 		JsonnetEntry:     r.JsonnetEntry,
 		Jsonnet:          render.JsonnetOptions{TLAs: r.TLAs, ExtVars: r.ExtVars, LibPaths: r.JsonnetLibs},
 		Helm:             r.Helm,
+		KustomizeHelm:    r.KustomizeHelm,
 		Limits:           r.Limits,
 	}
 }

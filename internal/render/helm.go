@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +62,10 @@ type HelmOptions struct {
 	// APIVersions are added to .Capabilities.APIVersions: group/version
 	// and group/version/Kind, as the target cluster serves them.
 	APIVersions []string `json:"apiVersions,omitempty"`
+	// SkipCRDs leaves the chart's crds/ out, SkipHooks its hooks, as a
+	// kustomization's helmCharts may ask (includeCRDs, skipHooks).
+	SkipCRDs  bool `json:"skipCRDs,omitempty"`
+	SkipHooks bool `json:"skipHooks,omitempty"`
 }
 
 // Check returns every problem of the options that is known before a chart
@@ -105,7 +111,11 @@ func HasChart(opts Options) bool {
 		if found || depth > 64 {
 			return
 		}
-		if kustomizationIn(opts.Root, dir) != "" {
+		if file := kustomizationIn(opts.Root, dir); file != "" {
+			// A kustomization may reach charts through helmCharts; its
+			// text is enough to tell (the parent parses no repository
+			// YAML).
+			found = opts.KustomizeHelm && kustomizationsMention(opts.Root, dir, "helmCharts")
 			return
 		}
 		if isChart(opts.Root, dir) {
@@ -134,6 +144,29 @@ func HasChart(opts Options) bool {
 	if fs.ValidPath(dir) {
 		walk(dir, 0)
 	}
+	return found
+}
+
+// kustomizationsMention reports whether a kustomization file under dir
+// holds word. It reads at most 1 MiB of each.
+func kustomizationsMention(root, dir, word string) bool {
+	found := false
+	_ = filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !slices.Contains(kustomizationFiles, d.Name()) || !d.Type().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+		found = bytes.Contains(data, []byte(word))
+		return nil
+	})
 	return found
 }
 
@@ -283,7 +316,7 @@ func renderChart(ctx context.Context, root, dir string, opts HelmOptions) ([]*Ob
 	install := action.NewInstall(action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler)))
 	install.DryRunStrategy = action.DryRunClient
 	install.Replace = true
-	install.IncludeCRDs = true
+	install.IncludeCRDs = !opts.SkipCRDs
 	install.ReleaseName = opts.ReleaseName
 	if install.ReleaseName == "" {
 		install.ReleaseName = c.Name()
@@ -326,7 +359,7 @@ func renderChart(ctx context.Context, root, dir string, opts HelmOptions) ([]*Ob
 	hooks := append([]*release.Hook(nil), rel.Hooks...)
 	sort.SliceStable(hooks, func(i, j int) bool { return hooks[i].Path < hooks[j].Path })
 	for _, h := range hooks {
-		if isTestHook(h) {
+		if isTestHook(h) || opts.SkipHooks {
 			continue
 		}
 		addManifest(h.Path, h.Manifest)

@@ -271,3 +271,80 @@ func TestHelmErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestKustomizeHelmChartsMatchKubectl inflates a kustomization's helmCharts
+// in-process and compares the result with `kubectl kustomize --enable-helm`
+// running the Helm CLI of the same version: inline and additional values,
+// CRDs, capabilities, and kustomize's own namespace and name prefix over
+// the chart's objects.
+func TestKustomizeHelmChartsMatchKubectl(t *testing.T) {
+	kubectl, helm := kubectlBinary(t), helmBinary(t)
+	root := t.TempDir()
+	if err := os.CopyFS(filepath.Join(root, "app", "charts", "shop"), os.DirFS(filepath.Join("testdata", "helm", "shop"))); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"app/kustomization.yaml": `namespace: store
+namePrefix: k-
+resources: [extra.yaml]
+helmCharts:
+- name: shop
+  releaseName: kshop
+  valuesInline: {replicas: 4, cache: {enabled: false}}
+  additionalValuesFiles: [values-extra.yaml]
+  includeCRDs: true
+  skipTests: true
+  kubeVersion: v1.36.0
+  apiVersions: [monitoring.coreos.com/v1/ServiceMonitor]
+`,
+		"app/extra.yaml":        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n",
+		"app/values-extra.yaml": "image: registry.example.com/shop:3.2\n",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(name)), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Render(t.Context(), Options{Root: root, Path: "app"}); err == nil || !strings.Contains(err.Error(), "--enable-helm") {
+		t.Errorf("helmCharts without Helm enabled: %v, want an error naming --enable-helm", err)
+	}
+	bundle, err := Render(t.Context(), Options{Root: root, Path: "app", KustomizeHelm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kubectl, "kustomize", "--enable-helm", "--helm-command", helm, filepath.Join(root, "app"))
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("kubectl kustomize: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	want, err := decodeFile("kubectl", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(byRef(want), byRef(bundle.Objects)); diff != "" {
+		t.Errorf("gitk8s differs from kubectl kustomize --enable-helm (-kubectl +gitk8s):\n%s", diff)
+	}
+	have := map[string]bool{}
+	for _, o := range bundle.Objects {
+		have[o.Ref()] = true
+	}
+	for _, ref := range []string{"Deployment/k-kshop-shop", "ServiceMonitor/k-kshop-shop", "CustomResourceDefinition/orders.shop.example.com", "ConfigMap/store/k-extra"} {
+		if !have[ref] {
+			t.Errorf("%s not rendered; have %v", ref, have)
+		}
+	}
+	if have["StatefulSet/k-kshop-cache"] {
+		t.Error("the dependency the inline values switched off was rendered")
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "app"))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".gitk8s") {
+			t.Errorf("the render wrote %s into the source", e.Name())
+		}
+	}
+}

@@ -188,6 +188,16 @@ func TestKustomizeNeverFetches(t *testing.T) {
 				t.Fatal("rendered without error")
 			}
 			t.Log(err)
+			if name == "helm chart" {
+				// With Helm on, a chart that is not vendored is not pulled.
+				_, err := Render(t.Context(), Options{Root: root, KustomizeHelm: true})
+				if n := requests.Load() - before; n != 0 {
+					t.Errorf("with Helm on, %d requests reached the server", n)
+				}
+				if err == nil || !strings.Contains(err.Error(), "does not pull") {
+					t.Errorf("with Helm on: %v, want an error saying the chart is not pulled", err)
+				}
+			}
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -44,7 +45,7 @@ func kustomizationIn(root, dir string) string {
 // renderKustomization builds the kustomization in dir (relative to
 // root) as `kubectl kustomize` does, with plugins and Helm off, and loads
 // confined to the repository root.
-func renderKustomization(root, dir, file string, opts Options) ([]*Object, error) {
+func renderKustomization(ctx context.Context, root, dir, file string, opts Options) ([]*Object, error) {
 	src := Source{File: file}
 	if err := checkKustomizations(root, dir, opts.AllowRemoteBases); err != nil {
 		var rerr *Error
@@ -57,7 +58,11 @@ func renderKustomization(root, dir, file string, opts Options) ([]*Object, error
 	if err != nil {
 		return nil, err
 	}
-	disk := confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot}
+	overlay, err := inflateHelmCharts(ctx, root, absRoot, dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	disk := confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot, overlay: overlay}
 	k := krusty.MakeKustomizer(&krusty.Options{
 		Reorder:          krusty.ReorderOptionUnspecified,
 		LoadRestrictions: types.LoadRestrictionsRootOnly,
@@ -148,10 +153,9 @@ func visitKustomizations(root, dir string, visit func(dir, file string, data []b
 
 // checkKustomizations refuses, in every kustomization reachable from dir,
 // in one pass: unless remote bases are allowed, resources, bases or
-// components that are not local paths; a key given twice (kustomize would
-// keep the last without a word); and Helm charts, which gitk8s builds
-// without (kustomize's own error would ask for a flag, --enable-helm, that
-// gitk8s does not have).
+// components that are not local paths; and a key given twice (kustomize
+// would keep the last without a word). Helm charts are for
+// inflateHelmCharts.
 func checkKustomizations(root, dir string, allowRemote bool) error {
 	return visitKustomizations(root, dir, func(dir, file string, data []byte, k *kustomizationRefs) error {
 		if !allowRemote {
@@ -167,9 +171,6 @@ func checkKustomizations(root, dir string, allowRemote bool) error {
 			if key, first := duplicateKey(&tree); key != nil {
 				return &Error{Source: Source{File: file, Line: key.Line}, Err: fmt.Errorf("key %q is defined twice in one mapping, first at line %d; keep one", key.Value, first)}
 			}
-		}
-		if len(k.HelmCharts) > 0 {
-			return &Error{Source: Source{File: file}, Err: errors.New("kustomize build failed: helmCharts: gitk8s builds kustomizations without Helm; render the chart into the repository (helm template) and list the output in resources")}
 		}
 		return nil
 	})
@@ -296,6 +297,9 @@ func isRemote(ref string) bool {
 type confinedFS struct {
 	filesys.FileSystem
 	root string
+	// overlay holds files (absolute paths) that are read instead of the
+	// disk's: the kustomizations whose Helm charts were inflated.
+	overlay map[string][]byte
 }
 
 func (c confinedFS) inside(p string) error {
@@ -334,6 +338,9 @@ func (c confinedFS) Open(p string) (filesys.File, error) {
 }
 
 func (c confinedFS) ReadFile(p string) ([]byte, error) {
+	if data, ok := c.overlay[filepath.Clean(p)]; ok {
+		return data, nil
+	}
 	if err := c.inside(p); err != nil {
 		return nil, err
 	}
@@ -360,11 +367,27 @@ func (c confinedFS) ReadDir(p string) ([]string, error) {
 	return c.FileSystem.ReadDir(p)
 }
 
+// CleanedAbs places an overlay file in its folder without asking the disk,
+// where it is not.
+func (c confinedFS) CleanedAbs(p string) (filesys.ConfirmedDir, string, error) {
+	if _, ok := c.overlay[filepath.Clean(p)]; ok {
+		dir, _, err := c.FileSystem.CleanedAbs(filepath.Dir(p))
+		return dir, filepath.Base(p), err
+	}
+	return c.FileSystem.CleanedAbs(p)
+}
+
 func (c confinedFS) Exists(p string) bool {
+	if _, ok := c.overlay[filepath.Clean(p)]; ok {
+		return true
+	}
 	return c.inside(p) == nil && c.FileSystem.Exists(p)
 }
 
 func (c confinedFS) IsDir(p string) bool {
+	if _, ok := c.overlay[filepath.Clean(p)]; ok {
+		return false
+	}
 	return c.inside(p) == nil && c.FileSystem.IsDir(p)
 }
 

@@ -29,6 +29,9 @@ type Options struct {
 	// JsonnetEntry, when set, is the one .jsonnet file (relative to Path)
 	// to evaluate instead of walking the folder.
 	JsonnetEntry string
+	// KustomizeHelm lets kustomizations inflate their helmCharts (with the
+	// same in-process renderer as chart folders, never a helm binary).
+	KustomizeHelm bool
 	// Helm are the inputs of every Helm chart the render finds.
 	Helm HelmOptions
 	// Limits bound the render's memory, CPU time, duration and output.
@@ -104,7 +107,7 @@ func (w *walker) add(objs []*Object, err error) {
 // walk renders one folder (relative to the root).
 func (w *walker) walk(ctx context.Context, dir string) error {
 	if file := kustomizationIn(w.opts.Root, dir); file != "" {
-		w.add(renderKustomization(w.opts.Root, dir, file, w.opts))
+		w.add(renderKustomization(ctx, w.opts.Root, dir, file, w.opts))
 		return nil
 	}
 	if isChart(w.opts.Root, dir) {

@@ -110,7 +110,7 @@ func TestKustomizeRefuses(t *testing.T) {
 	}, {
 		name:  "helm is off",
 		files: map[string]string{"app/kustomization.yaml": "helmCharts:\n- name: nginx\n  repo: https://charts.example.test\n"},
-		want:  "app/kustomization.yaml: kustomize build failed",
+		want:  "app/kustomization.yaml: helmCharts: Helm is off for kustomizations of this sync; enable it (--enable-helm",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
