@@ -31,7 +31,7 @@ type applyOptions struct {
 func newApplyCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Command {
 	o := &applyOptions{}
 	cmd := &cobra.Command{
-		Use:   "apply SRC",
+		Use:   "apply SRC [FILE...]",
 		Short: "Apply the objects rendered from SRC with server-side apply",
 		Long: `Apply renders SRC, dry-runs every object against each cluster, and writes
 only when every dry-run passed: first Namespaces and CRDs, then cluster-scoped
@@ -44,13 +44,20 @@ healthy (kstatus, strict).
 
 Exit status: 0 applied (and healthy with --wait), 1 an object failed, is not
 healthy, or a prune was refused, 2 bad input or an unreachable cluster.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "text" && o.output != "json" {
 				return failWith(exitError, fmt.Errorf("-o %s: use text or json", o.output))
 			}
+			src := o.sync.src.take(args)
+			if o.sync.prune && o.sync.syncName == "" && o.sync.src.readsStdin(src) {
+				return failWith(exitError, fmt.Errorf("--prune with SRC - needs --sync NAME: every apply from standard input would otherwise share one inventory and prune the others' objects"))
+			}
 			if !o.watch {
-				return o.applyOnce(cmd, g, args[0], stdout, stderr)
+				return o.applyOnce(cmd, g, src, stdout, stderr)
+			}
+			if len(args) > 1 || o.sync.src.readsStdin(src) {
+				return failWith(exitError, fmt.Errorf("--watch works on one local directory, not on files or standard input"))
 			}
 			if source.IsRemote(args[0]) {
 				return failWith(exitError, fmt.Errorf("--watch works on a local directory, not on %s", source.Redact(args[0])))

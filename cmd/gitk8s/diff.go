@@ -26,7 +26,7 @@ type diffOptions struct {
 func newDiffCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Command {
 	o := &diffOptions{}
 	cmd := &cobra.Command{
-		Use:   "diff SRC",
+		Use:   "diff SRC [FILE...]",
 		Short: "Show what apply would change, as a reviewer reads it",
 		Long: `Diff plans an apply of SRC with server-side dry-run against each cluster and
 prints, per object that would change, a unified diff of the normalized objects
@@ -40,7 +40,7 @@ from SRC with those rendered from revision REF of the same Git repository.
 -o markdown prints a pull-request comment; -o json is stable for machines.
 Exit status: 0 no changes, 1 changes, 2 an error (bad input, an object the
 API server refuses, an unreachable cluster).`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch o.output {
 			case "text", "markdown", "json":
@@ -48,14 +48,15 @@ API server refuses, an unreachable cluster).`,
 				return failWith(exitError, fmt.Errorf("-o %s: use text, markdown or json", o.output))
 			}
 			var report applyReport
+			src := o.sync.src.take(args)
 			if o.againstRef != "" {
-				r, err := o.compare(cmd.Context(), args[0])
+				r, err := o.compare(cmd.Context(), src)
 				if err != nil {
 					return failWith(exitError, err)
 				}
 				report = r
 			} else {
-				req, release, err := o.sync.request(cmd, g, args[0], 0)
+				req, release, err := o.sync.request(cmd, g, src, 0)
 				if err != nil {
 					return failWith(exitError, err)
 				}

@@ -16,7 +16,7 @@ func newRenderCommand(stdout io.Writer) *cobra.Command {
 	var output string
 	var showSecrets bool
 	cmd := &cobra.Command{
-		Use:   "render SRC",
+		Use:   "render SRC [FILE...]",
 		Short: "Print the objects rendered from SRC, in a stable order",
 		Long: `Render reads SRC (a directory, or a Git repository at --ref) and prints every
 object it defines. Bad input is an error naming the file and line.
@@ -25,12 +25,12 @@ Secret values (a Secret's data and stringData, a federated Secret's
 template and overrides) are printed as masks, as every other output of
 gitk8s shows them; --show-secrets prints them as they are, to pipe the
 output to kubectl.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "yaml" && output != "json" {
 				return failWith(exitError, fmt.Errorf("-o %s: use yaml or json", output))
 			}
-			snap, bundle, err := src.load(cmd.Context(), args[0])
+			snap, bundle, err := src.load(cmd.Context(), src.take(args))
 			if err != nil {
 				return failWith(exitError, err)
 			}

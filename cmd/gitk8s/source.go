@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +33,12 @@ type sourceOptions struct {
 	renderLimits     render.Limits
 	renderMemory     string
 	renderOutput     string
+
+	// extra are the SRC files after the first; stdin holds standard input
+	// once read, for SRC -.
+	extra     []string
+	stdin     []byte
+	stdinRead bool
 
 	semver         string
 	gitUsername    string
@@ -68,9 +77,55 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&o.gitTimeout, "git-timeout", time.Minute, "bound on each Git network operation")
 }
 
+// stdinReader is what SRC - reads.
+var stdinReader io.Reader = os.Stdin
+
+// take reads the SRC arguments: one repository, folder or file, several
+// files, or - for standard input. It returns the first, which names the
+// source.
+func (o *sourceOptions) take(args []string) string {
+	o.extra = args[1:]
+	return args[0]
+}
+
+// syncName is the sync name of the SRC arguments when none is given.
+func (o *sourceOptions) syncName(src, folder string) string {
+	if len(o.extra) > 0 {
+		src = fmt.Sprintf("%s-and-%d-more", strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)), len(o.extra))
+	}
+	return reconcile.SyncNameOf(src, folder)
+}
+
+// onceStdin reads standard input the first time a snapshot needs it and
+// serves the same bytes to every later one (diff opens the source twice).
+type onceStdin struct {
+	o *sourceOptions
+	r *bytes.Reader
+}
+
+func (s *onceStdin) Read(p []byte) (int, error) {
+	if s.r == nil {
+		if !s.o.stdinRead {
+			s.o.stdinRead = true
+			data, err := io.ReadAll(io.LimitReader(stdinReader, 64<<20+1))
+			if err != nil {
+				return 0, err
+			}
+			s.o.stdin = data
+		}
+		s.r = bytes.NewReader(s.o.stdin)
+	}
+	return s.r.Read(p)
+}
+
+// readsStdin reports whether SRC - is among the arguments.
+func (o *sourceOptions) readsStdin(src string) bool {
+	return src == source.Stdin || slices.Contains(o.extra, source.Stdin)
+}
+
 // openOptions are the source options, credentials read from their files.
 func (o *sourceOptions) openOptions() (source.Options, error) {
-	opts := source.Options{Ref: o.ref, SemVer: o.semver, Path: o.path, Timeout: o.gitTimeout}
+	opts := source.Options{Ref: o.ref, SemVer: o.semver, Path: o.path, Timeout: o.gitTimeout, Files: o.extra, Stdin: &onceStdin{o: o}}
 	if err := o.checkLimits(); err != nil {
 		return opts, err
 	}

@@ -103,7 +103,7 @@ func (o *syncOptions) request(cmd *cobra.Command, g *globalOptions, src string, 
 	}
 	name := o.syncName
 	if name == "" {
-		name = reconcile.SyncNameOf(src, o.src.path)
+		name = o.src.syncName(src, o.src.path)
 	}
 	req := reconcile.Request{Name: name, Settings: settings, Clusters: reconcile.Clusters(targets), Memory: memory,
 		Source: o.src.opener(src, o.src.path)}

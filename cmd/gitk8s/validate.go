@@ -21,7 +21,7 @@ func newValidateCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Comma
 	var pol policyOptions
 	var output string
 	cmd := &cobra.Command{
-		Use:   "validate SRC",
+		Use:   "validate SRC [FILE...]",
 		Short: "Check the objects rendered from SRC before anything is applied",
 		Long: `Validate renders SRC and runs every check gitk8s makes before an apply: API
 versions Kubernetes removed, and the policy rules (quota fit, RBAC, probes,
@@ -34,14 +34,14 @@ for GitHub code scanning.
 
 Exit status: 0 no errors (warnings allowed), 1 errors found, 2 SRC could not
 be read or a cluster not reached.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch output {
 			case "text", "json", "sarif":
 			default:
 				return failWith(exitError, fmt.Errorf("-o %s: use text, json or sarif", output))
 			}
-			snap, bundle, err := src.load(cmd.Context(), args[0])
+			snap, bundle, err := src.load(cmd.Context(), src.take(args))
 			if err != nil {
 				return failWith(exitError, err)
 			}

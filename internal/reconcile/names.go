@@ -17,11 +17,21 @@ var notNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
 // SyncNameOf names the sync of a source that was given no name, as the
 // CLI has always named it: the last element of its path or URL, then the
 // rendered folder, lowercased, at most 56 characters (so that its
-// inventory name is a DNS label).
+// inventory name is a DNS label). A manifest file is named without its
+// extension (deploy.yaml: deploy), standard input (-) is stdin.
 func SyncNameOf(origin, folder string) string {
 	// Credentials in a URL never become part of a name.
 	origin = source.Redact(origin)
 	base := strings.TrimSuffix(filepath.Base(strings.TrimRight(origin, "/")), ".git")
+	// A manifest file is named without its extension; standard input is
+	// "stdin".
+	switch strings.ToLower(filepath.Ext(base)) {
+	case ".yaml", ".yml", ".json", ".jsonnet":
+		base = strings.TrimSuffix(base, filepath.Ext(base))
+	}
+	if origin == source.Stdin {
+		base = "stdin"
+	}
 	if abs, err := filepath.Abs(origin); err == nil && (origin == "." || origin == "") {
 		base = filepath.Base(abs)
 	}

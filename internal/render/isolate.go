@@ -339,6 +339,10 @@ func renderForChild(opts Options) (resp childResponse) {
 			if errors.As(e, &re) {
 				ce = childError{Render: true, File: re.Source.File, Line: re.Source.Line, Object: re.Object, Message: re.Err.Error(), RemoteBase: errors.Is(re.Err, ErrRemoteBase)}
 			}
+			if opts.Boundary != "" {
+				ce.Message = strings.NewReplacer("outside the repository", "outside "+opts.Boundary,
+					"leaves the repository", "leaves "+opts.Boundary).Replace(ce.Message)
+			}
 			resp.Errors = append(resp.Errors, ce)
 		}
 		return resp

@@ -158,12 +158,14 @@ func visitKustomizations(root, dir string, visit func(dir, file string, data []b
 // inflateHelmCharts.
 func checkKustomizations(root, dir string, allowRemote bool) error {
 	return visitKustomizations(root, dir, func(dir, file string, data []byte, k *kustomizationRefs) error {
-		if !allowRemote {
-			for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
-				_, statErr := os.Stat(filepath.Join(root, dir, ref))
-				if statErr != nil && isRemote(ref) {
-					return &Error{Source: Source{File: file}, Err: fmt.Errorf("%w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", ErrRemoteBase, ref)}
-				}
+		for _, ref := range append(append(k.Resources, k.Bases...), k.Components...) {
+			_, statErr := os.Stat(filepath.Join(root, dir, ref))
+			remote := statErr != nil && isRemote(ref)
+			if remote && !allowRemote {
+				return &Error{Source: Source{File: file}, Err: fmt.Errorf("%w: %q; vendor it into the repository, or allow remote bases for this sync (allowRemoteBases in a daemon sync, --allow-remote-bases on the command line)", ErrRemoteBase, ref)}
+			}
+			if !remote && (path.IsAbs(ref) || !fs.ValidPath(path.Clean(path.Join(dir, ref)))) {
+				return &Error{Source: Source{File: file}, Err: fmt.Errorf("%q is outside the repository; gitk8s reads only files inside it", ref)}
 			}
 		}
 		var tree yamlv3.Node

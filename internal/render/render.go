@@ -21,6 +21,10 @@ type Options struct {
 	Root string
 	// Path is the folder inside Root to render; empty means Root itself.
 	Path string
+	// Boundary, when set, names Root in errors about reading outside it
+	// ("the Git work tree /home/me/shop"); otherwise it is "the
+	// repository".
+	Boundary string
 	// AllowRemoteBases lets kustomizations load bases from remote Git
 	// repositories and URLs.
 	AllowRemoteBases bool

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -162,5 +164,27 @@ func TestRenderBadInput(t *testing.T) {
 				t.Errorf("a bundle came back with the error")
 			}
 		})
+	}
+}
+
+// TestRenderNamesItsBoundary: an error about reading outside the root
+// names the boundary the options give.
+func TestRenderNamesItsBoundary(t *testing.T) {
+	root := testenv.WriteFiles(t, map[string]string{
+		"overlays/prod/kustomization.yaml": "resources: [../../base]\n",
+		"base/kustomization.yaml":          "resources: [cm.yaml]\n",
+		"base/cm.yaml":                     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n",
+		"leaky/cm.yaml":                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\n",
+	})
+	if err := os.Symlink("/etc/hostname", filepath.Join(root, "leaky", "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := Render(t.Context(), Options{Root: root, Path: "overlays/prod", Boundary: "the Git work tree /home/me/shop"})
+	if err != nil || len(bundle.Objects) != 1 {
+		t.Fatalf("../../base inside the boundary: %v", err)
+	}
+	_, err = Render(t.Context(), Options{Root: root, Path: "leaky", Boundary: "the Git work tree /home/me/shop"})
+	if err == nil || !strings.Contains(err.Error(), "leaves the Git work tree /home/me/shop") {
+		t.Errorf("a link leaving the boundary: %v, want an error naming the boundary", err)
 	}
 }

@@ -98,7 +98,7 @@ func TestKustomizeRefuses(t *testing.T) {
 	}, {
 		name:  "file outside the repository",
 		files: map[string]string{"app/kustomization.yaml": "resources:\n- ../../outside.yaml\n"},
-		want:  "app/kustomization.yaml: kustomize build failed",
+		want:  `app/kustomization.yaml: "../../outside.yaml" is outside the repository`,
 	}, {
 		name:  "broken kustomization",
 		files: map[string]string{"app/kustomization.yaml": "resources:\n- missing.yaml\n"},

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -29,6 +32,10 @@ type Snapshot struct {
 	Ref string
 	// Revision is the commit SHA; empty for a plain directory.
 	Revision string
+	// Boundary names, for error messages, what a render of this snapshot
+	// may read when that is not plain from Origin: the Git work tree a
+	// folder was found in.
+	Boundary string
 
 	cleanup func() error
 }
@@ -56,6 +63,11 @@ type Options struct {
 	Fetcher *Fetcher
 	// Timeout bounds each network operation on a remote.
 	Timeout time.Duration
+	// Files are more manifest files given beside a file SRC, as kubectl
+	// apply takes several -f; see openFiles.
+	Files []string
+	// Stdin is read when SRC is "-".
+	Stdin io.Reader
 }
 
 // Open opens a local directory or a local Git repository. A directory with
@@ -63,6 +75,9 @@ type Options struct {
 // directory is read as it is. A cancelled ctx stops a fetch or a
 // checkout between files.
 func Open(ctx context.Context, src string, opts Options) (*Snapshot, error) {
+	if len(opts.Files) > 0 || src == Stdin {
+		return openFiles(src, opts)
+	}
 	if IsRemote(src) {
 		return openRemote(ctx, src, opts)
 	}
@@ -71,12 +86,18 @@ func Open(ctx context.Context, src string, opts Options) (*Snapshot, error) {
 		return nil, fmt.Errorf("source %s: %w", src, err)
 	}
 	if !info.IsDir() {
-		return nil, fmt.Errorf("source %s is not a directory", src)
+		return openFiles(src, opts)
 	}
 	repo, err := git.PlainOpen(src)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		if opts.Ref != "" {
 			return nil, fmt.Errorf("source %s is not a Git repository, so --ref %s has no meaning", src, opts.Ref)
+		}
+		if top, rel, ok := enclosingWorkTree(src); ok {
+			// A folder of a work tree may read its siblings (../base), as
+			// kubectl kustomize does; the work tree is the boundary.
+			return &Snapshot{Origin: src, Root: top, Path: path.Join(filepath.ToSlash(rel), filepath.ToSlash(opts.Path)),
+				Boundary: "the Git work tree " + top}, nil
 		}
 		return &Snapshot{Origin: src, Root: src, Path: opts.Path}, nil
 	}
