@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/klog/v2"
 
 	"github.com/gitk8s/gitk8s/internal/daemon"
 )
@@ -69,9 +68,9 @@ refused at start with every problem named.`,
 				listeners = append(listeners, l)
 			}
 			// client-go's own lines (leader election, watches) go through the
-			// same handler, so that --log-format json is JSON throughout. Set
-			// once the daemon is sure to run: klog's logger is the process's.
-			klog.SetSlogLogger(logger)
+			// same handler, so that --log-format json is JSON throughout.
+			// Routed once the daemon is sure to run.
+			routeKlogTo(logger)
 			for i, srv := range servers {
 				go func() {
 					if err := srv.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
