@@ -80,3 +80,28 @@ func TestSourcesAsKubectlTakesThem(t *testing.T) {
 		t.Errorf("render a base outside the work tree: exit %d, want 2 naming the kustomization and the work tree %s\n%s\n%s", code, top, stdout, stderr)
 	}
 }
+
+// TestToolFilesBesideManifests: the files of other tools in a folder of
+// manifests are left out with a note naming them, and named one by one
+// as SRC they are refused for what they are; nothing is applied.
+func TestToolFilesBesideManifests(t *testing.T) {
+	ns := env.Namespace(t)
+	dir := testenv.WriteFiles(t, map[string]string{
+		"cm.yaml":       configMap(ns, "beside-tools", "1"),
+		"values.yaml":   "replicaCount: 2\n",
+		"skaffold.yaml": "apiVersion: skaffold/v4beta6\nkind: Config\nmetadata: {name: app}\n",
+	})
+	stdout, stderr, code := gitk8s(t, "validate", dir)
+	if code != exitOK || !strings.Contains(stdout, "1 objects") ||
+		!strings.Contains(stderr, "note: values.yaml is a file of Helm values, not Kubernetes objects; left out") ||
+		!strings.Contains(stderr, "note: skaffold.yaml is a Skaffold configuration, not Kubernetes objects; left out") {
+		t.Errorf("validate a folder with tool files: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = gitk8s(t, "apply", filepath.Join(dir, "cm.yaml"), filepath.Join(dir, "values.yaml"), "--no-policy")
+	if code != exitError || !strings.Contains(stderr, "values.yaml: this is a file of Helm values, not Kubernetes objects") || strings.Contains(stderr, "apiVersion and kind missing") {
+		t.Errorf("apply cm.yaml values.yaml: exit %d, want 2 naming the values file\n%s\n%s", code, stdout, stderr)
+	}
+	if exists(t, "configmap", ns, "beside-tools") {
+		t.Error("a refused apply wrote the ConfigMap")
+	}
+}

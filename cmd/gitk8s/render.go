@@ -35,6 +35,7 @@ output to kubectl.`,
 				return failWith(exitError, err)
 			}
 			defer snap.Close()
+			printSkipped(cmd.ErrOrStderr(), bundle)
 			if !showSecrets {
 				masker := diff.NewMasker()
 				for _, o := range bundle.Objects {

@@ -215,3 +215,11 @@ func (o *sourceOptions) load(ctx context.Context, src string) (*source.Snapshot,
 	}
 	return snap, bundle, nil
 }
+
+// printSkipped says which files and folders the render left out because
+// they are not Kubernetes objects, one note each.
+func printSkipped(w io.Writer, bundle *render.Bundle) {
+	for _, s := range bundle.Skipped {
+		fmt.Fprintf(w, "note: %s is %s, not Kubernetes objects; left out\n", s.File, s.What)
+	}
+}

@@ -46,6 +46,7 @@ be read or a cluster not reached.`,
 				return failWith(exitError, err)
 			}
 			defer snap.Close()
+			printSkipped(stderr, bundle)
 			cfg, err := reconcile.GateConfig(cmd.Context(), pol.settings(), snap, bundle)
 			if err != nil {
 				return failWith(exitError, err)

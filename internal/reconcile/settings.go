@@ -170,7 +170,7 @@ func insideSource(p string) bool {
 // Options are the render options for a snapshot.
 func (r RenderSettings) Options(snap *source.Snapshot) render.Options {
 	return render.Options{
-		Root: snap.Root, Path: snap.Path, Boundary: snap.Boundary,
+		Root: snap.Root, Path: snap.Path, Boundary: snap.Boundary, Files: snap.Files,
 		AllowRemoteBases: r.AllowRemoteBases,
 		JsonnetEntry:     r.JsonnetEntry,
 		Jsonnet:          render.JsonnetOptions{TLAs: r.TLAs, ExtVars: r.ExtVars, LibPaths: r.JsonnetLibs},

@@ -79,6 +79,9 @@ func decodeDocument(file string, doc document) ([]*Object, error) {
 		if n := tabIndentedLine(doc.data); n > 0 {
 			err = fmt.Errorf("%w (line %d is indented with a tab: YAML indents with spaces only)", err, doc.line-1+n)
 		}
+		if bytes.Contains(doc.data, []byte("{{")) && bytes.Contains(doc.data, []byte("}}")) {
+			err = fmt.Errorf("%w (the file holds {{ }} template actions: a Helm template is rendered with its chart, so give the folder with Chart.yaml)", err)
+		}
 		return nil, &Error{Source: Source{File: file}, Err: fmt.Errorf("invalid YAML: %w", err)}
 	}
 	// YAMLToJSON keeps the last of two equal keys without a word, so that
@@ -123,9 +126,12 @@ func decodeDocument(file string, doc document) ([]*Object, error) {
 	}
 	m, ok := content.(map[string]any)
 	if !ok {
-		return nil, &Error{Source: src, Err: fmt.Errorf("document is a %s, not a Kubernetes object (a mapping with apiVersion, kind and metadata)", jsonType(content))}
+		return nil, &Error{Source: src, Err: notAnObject{fmt.Errorf("document is a %s, not a Kubernetes object (a mapping with apiVersion, kind and metadata)", jsonType(content))}}
 	}
 	u := &unstructured.Unstructured{Object: m}
+	if what := toolAPIVersion(u.GetAPIVersion(), u.GetKind()); what != "" {
+		return nil, &Error{Source: src, Err: toolDocument{what}}
+	}
 	if err := checkObject(u); err != nil {
 		return nil, &Error{Source: src, Object: describe(u), Err: err}
 	}
@@ -220,7 +226,7 @@ func checkObject(u *unstructured.Unstructured) error {
 		missing = append(missing, "kind")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%s missing: every object needs apiVersion and kind (for example `apiVersion: apps/v1` and `kind: Deployment`)", strings.Join(missing, " and "))
+		return notAnObject{fmt.Errorf("%s missing: every object needs apiVersion and kind (for example `apiVersion: apps/v1` and `kind: Deployment`)", strings.Join(missing, " and "))}
 	}
 	if u.IsList() {
 		return nil

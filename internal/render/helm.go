@@ -101,7 +101,7 @@ func isChart(root, dir string) bool {
 // Chart.yaml. It reads only names, so a driver can ask before it renders
 // whether the target cluster's capabilities are needed.
 func HasChart(opts Options) bool {
-	if opts.JsonnetEntry != "" {
+	if opts.JsonnetEntry != "" || opts.Files {
 		return false
 	}
 	ignore, _ := readIgnore(opts.Root)

@@ -93,6 +93,7 @@ type (
 	}
 	childResponse struct {
 		Objects []childObject `json:"objects,omitempty"`
+		Skipped []Skipped     `json:"skipped,omitempty"`
 		Errors  []childError  `json:"errors,omitempty"`
 	}
 	childObject struct {
@@ -261,7 +262,7 @@ func decodeResponse(data []byte, limits Limits) (*Bundle, error) {
 		}
 		return nil, errors.Join(errs...)
 	}
-	bundle := &Bundle{Objects: make([]*Object, 0, len(resp.Objects))}
+	bundle := &Bundle{Objects: make([]*Object, 0, len(resp.Objects)), Skipped: resp.Skipped}
 	for _, o := range resp.Objects {
 		bundle.Objects = append(bundle.Objects, &Object{
 			Object: &unstructured.Unstructured{Object: o.Object},
@@ -347,6 +348,7 @@ func renderForChild(opts Options) (resp childResponse) {
 		}
 		return resp
 	}
+	resp.Skipped = bundle.Skipped
 	for _, o := range bundle.Objects {
 		resp.Objects = append(resp.Objects, childObject{File: o.Source.File, Line: o.Source.Line, Object: o.Object.Object})
 	}

@@ -67,6 +67,10 @@ func Ref(gk schema.GroupKind, namespace, name string) string {
 // lexical order, objects in the order they appear in each file.
 type Bundle struct {
 	Objects []*Object
+	// Skipped are the files and folders left out because they are not
+	// Kubernetes objects (Helm values, tool configurations, kustomize
+	// Components), for drivers to mention.
+	Skipped []Skipped
 }
 
 // Error is a problem with one file, document or object of the source.

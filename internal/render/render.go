@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
@@ -40,6 +41,13 @@ type Options struct {
 	Helm HelmOptions
 	// Limits bound the render's memory, CPU time, duration and output.
 	Limits Limits
+	// Files says that Root holds files named one by one (SRC files or
+	// standard input, as kubectl apply -f takes them): each is read as
+	// manifests whatever its name, so a Chart.yaml or kustomization.yaml
+	// among them makes no chart or kustomization, and a file that is
+	// another tool's (Helm values, a jsonnet library) is an error naming
+	// it, where a walk of a folder leaves such a file out.
+	Files bool
 }
 
 // IgnoreFile lists, in gitignore syntax, files and folders of the source
@@ -73,11 +81,14 @@ func renderInProcess(ctx context.Context, opts Options) (*Bundle, error) {
 	} else if !info.IsDir() {
 		return nil, fmt.Errorf("path %q is not a directory", opts.Path)
 	}
+	if chart := enclosingChart(opts.Root, dir); chart != "" && !opts.Files {
+		return nil, fmt.Errorf("path %q is inside the Helm chart %s: its files are the chart's templates and values, not manifests; render the chart's folder %s", dir, chart, chart)
+	}
 	ignore, err := readIgnore(opts.Root)
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{opts: opts, ignore: ignore}
+	w := &walker{opts: opts, ignore: ignore, top: dir}
 	if opts.JsonnetEntry != "" {
 		entry := path.Join(dir, filepath.ToSlash(opts.JsonnetEntry))
 		if !fs.ValidPath(entry) {
@@ -91,13 +102,15 @@ func renderInProcess(ctx context.Context, opts Options) (*Bundle, error) {
 	if len(w.errs) > 0 {
 		return nil, errors.Join(w.errs...)
 	}
-	return &Bundle{Objects: w.objects}, nil
+	return &Bundle{Objects: w.objects, Skipped: w.skipped}, nil
 }
 
 type walker struct {
 	opts    Options
 	ignore  gitignore.Matcher
+	top     string // the folder the walk started in
 	objects []*Object
+	skipped []Skipped
 	errs    []error
 }
 
@@ -110,7 +123,17 @@ func (w *walker) add(objs []*Object, err error) {
 
 // walk renders one folder (relative to the root).
 func (w *walker) walk(ctx context.Context, dir string) error {
+	if w.opts.Files {
+		return w.walkFiles(ctx, dir)
+	}
 	if file := kustomizationIn(w.opts.Root, dir); file != "" {
+		// A Component is built as a part of the kustomizations that list
+		// it; found on the way it is left out, named as the top folder it
+		// is built as kubectl kustomize builds it.
+		if dir != w.top && isComponent(w.opts.Root, file) {
+			w.skipped = append(w.skipped, Skipped{File: dir, What: "a kustomize Component (built only by the kustomizations that list it under components)"})
+			return nil
+		}
 		w.add(renderKustomization(ctx, w.opts.Root, dir, file, w.opts))
 		return nil
 	}
@@ -154,10 +177,57 @@ func (w *walker) walk(ctx context.Context, dir string) error {
 			if err != nil {
 				return err
 			}
-			w.add(decodeFile(rel, data))
+			objs, err := decodeFile(rel, data)
+			if what := toolFile(rel, objs, err); what != "" {
+				w.skipped = append(w.skipped, Skipped{File: rel, What: what})
+				continue
+			}
+			w.add(objs, err)
 		case ".jsonnet":
 			w.add(renderJsonnet(w.opts.Root, rel, w.opts.Jsonnet))
 		}
+	}
+	return nil
+}
+
+// walkFiles reads a folder of files named one by one (Options.Files):
+// every file is manifests, and one that is another tool's is an error.
+func (w *walker) walkFiles(ctx context.Context, dir string) error {
+	entries, err := os.ReadDir(filepath.Join(w.opts.Root, dir))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("render stopped: %w", err)
+		}
+		rel := path.Join(dir, e.Name())
+		if !e.Type().IsRegular() {
+			w.errs = append(w.errs, &Error{Source: Source{File: rel}, Err: errors.New("not a regular file")})
+			continue
+		}
+		switch strings.ToLower(path.Ext(e.Name())) {
+		case ".jsonnet":
+			w.add(renderJsonnet(w.opts.Root, rel, w.opts.Jsonnet))
+			continue
+		case ".libsonnet":
+			w.errs = append(w.errs, &Error{Source: Source{File: rel}, Err: errors.New("this is a jsonnet library: .jsonnet files import it and it is not evaluated on its own; give the .jsonnet file that imports it, or the folder of both")})
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(w.opts.Root, rel))
+		if err != nil {
+			return err
+		}
+		if slices.Contains(kustomizationFiles, e.Name()) {
+			w.errs = append(w.errs, &Error{Source: Source{File: rel}, Err: errors.New("this is a kustomization, which kustomize builds from its folder; give the folder as SRC")})
+			continue
+		}
+		objs, err := decodeFile(rel, data)
+		if what := toolFile(rel, objs, err); what != "" {
+			w.errs = append(w.errs, toolFileError(rel, what))
+			continue
+		}
+		w.add(objs, err)
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func openFiles(src string, opts Options) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{Origin: strings.Join(files, " "), Root: dir, cleanup: func() error { return os.RemoveAll(dir) }}
+	snap := &Snapshot{Origin: strings.Join(files, " "), Root: dir, Files: true, cleanup: func() error { return os.RemoveAll(dir) }}
 	fail := func(err error) (*Snapshot, error) {
 		_ = snap.Close()
 		return nil, err
@@ -77,8 +77,11 @@ func openFiles(src string, opts Options) (*Snapshot, error) {
 				return fail(fmt.Errorf("source %s: %w", f, err))
 			}
 			switch strings.ToLower(filepath.Ext(name)) {
-			case ".yaml", ".yml", ".json", ".jsonnet":
+			case ".yaml", ".yml", ".json", ".jsonnet", ".libsonnet":
 			default:
+				if name == "Kustomization" {
+					break // named for what it is
+				}
 				name += ".yaml" // read as YAML, as kubectl reads any file
 			}
 		}

@@ -36,6 +36,9 @@ type Snapshot struct {
 	// may read when that is not plain from Origin: the Git work tree a
 	// folder was found in.
 	Boundary string
+	// Files is true for a snapshot of files named one by one (SRC files
+	// or standard input): each is read as manifests, whatever its name.
+	Files bool
 
 	cleanup func() error
 }
