@@ -167,7 +167,20 @@ type clusterReport struct {
 	Findings      []policy.Finding `json:"findings,omitempty"`
 	// Blocked is set when policy findings stopped the sync: nothing was written.
 	Blocked bool `json:"blocked,omitempty"`
-	changes bool
+	// Hooks are the sync hooks that ran; HookError says which failed.
+	Hooks     []hookReport `json:"hooks,omitempty"`
+	HookError string       `json:"hookError,omitempty"`
+	changes   bool
+}
+
+// hookReport is one sync hook that ran.
+type hookReport struct {
+	Phase     string `json:"phase"`
+	Object    string `json:"object"`
+	Source    string `json:"source"`
+	Succeeded bool   `json:"succeeded"`
+	Deleted   bool   `json:"deleted,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 type objectReport struct {
@@ -198,6 +211,16 @@ func newClusterReport(res *reconcile.ClusterResult) clusterReport {
 		Blocked: res.Reason == reconcile.PolicyViolation, Warnings: res.Warnings}
 	if res.Err != nil && (res.Stopped || res.Reason == reconcile.ClusterUnavailable) {
 		cr.Error = res.Err.Error()
+	}
+	for _, h := range res.Hooks {
+		hr := hookReport{Phase: string(h.Phase), Object: h.Ref, Source: h.Source.String(), Succeeded: h.Succeeded, Deleted: h.Deleted}
+		if h.Err != nil {
+			hr.Error = h.Err.Error()
+		}
+		cr.Hooks = append(cr.Hooks, hr)
+	}
+	if res.Reason == reconcile.HookFailed && res.Err != nil {
+		cr.HookError = res.Err.Error()
 	}
 	return cr.withChangeSet(res.ChangeSet)
 }
@@ -249,7 +272,7 @@ func (cr clusterReport) exitCode() int {
 	switch {
 	case cr.Error != "":
 		return exitError
-	case cr.Blocked || cr.Failed > 0 || cr.Unhealthy > 0 || cr.PruneRefused != "" || cr.UnhealthyWave != nil:
+	case cr.Blocked || cr.Failed > 0 || cr.Unhealthy > 0 || cr.PruneRefused != "" || cr.UnhealthyWave != nil || cr.HookError != "":
 		return exitFailed
 	}
 	return exitOK
@@ -313,6 +336,19 @@ func printApplyText(stdout, stderr io.Writer, report applyReport, withHealth, dr
 		}
 		if cr.PruneRefused != "" {
 			fmt.Fprintln(stderr, cr.PruneRefused)
+		}
+		for _, h := range cr.Hooks {
+			state := "succeeded"
+			if !h.Succeeded {
+				state = "failed"
+			}
+			if h.Deleted {
+				state += ", deleted"
+			}
+			fmt.Fprintf(stdout, "hook %s %s: %s\n", h.Phase, h.Object, state)
+		}
+		if cr.HookError != "" {
+			fmt.Fprintln(stderr, cr.HookError)
 		}
 		fmt.Fprintln(stdout, summaryLine(report, cr, withHealth, dryRun))
 	}

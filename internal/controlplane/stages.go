@@ -13,6 +13,10 @@ import (
 // make a workload that never becomes healthy.
 const NeverReadyLabel = "localcluster.gitk8s.io/never-ready"
 
+// FailsLabel on a pod makes it run and then fail (exit code 1), so tests
+// can make a Job that fails.
+const FailsLabel = "localcluster.gitk8s.io/fails"
+
 // kwokStageFiles are the Stage files, relative to the kwok module, that make
 // fake nodes Ready and keep them so, and take pods through their lifecycle
 // quickly (Pending → Running and Ready; Job pods → Succeeded; deleted pods go).
@@ -65,6 +69,45 @@ spec:
       startTime: {{ $now | Quote }}
 `
 
+// failStage ends a running pod carrying FailsLabel as Failed, its
+// containers terminated with exit code 1.
+var failStage = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-fail
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.metadata.labels["` + FailsLabel + `"]'
+      operator: 'Exists'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: 1
+            finishedAt: {{ $now | Quote }}
+            reason: Error
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      phase: Failed
+`
+
 // WriteStages joins kwok's own Stage files from the kwok module at
 // kwokModuleDir into out, changed so that pods carrying NeverReadyLabel skip
 // the ready stage, and adds the stage that keeps those pods unready.
@@ -80,8 +123,12 @@ func WriteStages(kwokModuleDir, out string) error {
 		if err := yaml.Unmarshal(data, &stage); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		if name, _ := stage["metadata"].(map[string]any)["name"].(string); name == "pod-ready" {
-			if err := excludeNeverReady(stage); err != nil {
+		if name, _ := stage["metadata"].(map[string]any)["name"].(string); name == "pod-ready" || name == "pod-complete" {
+			label := NeverReadyLabel
+			if name == "pod-complete" {
+				label = FailsLabel
+			}
+			if err := excludeLabel(stage, label); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 			if data, err = yaml.Marshal(stage); err != nil {
@@ -92,10 +139,13 @@ func WriteStages(kwokModuleDir, out string) error {
 		buf.WriteString("\n---\n")
 	}
 	buf.WriteString(neverReadyStage)
+	buf.WriteString("\n---\n")
+	buf.WriteString(failStage)
 	return os.WriteFile(out, buf.Bytes(), 0o644)
 }
 
-func excludeNeverReady(stage map[string]any) error {
+// excludeLabel makes a stage skip pods that carry label.
+func excludeLabel(stage map[string]any, label string) error {
 	spec, _ := stage["spec"].(map[string]any)
 	selector, _ := spec["selector"].(map[string]any)
 	if selector == nil {
@@ -103,7 +153,7 @@ func excludeNeverReady(stage map[string]any) error {
 	}
 	exprs, _ := selector["matchExpressions"].([]any)
 	selector["matchExpressions"] = append(exprs, map[string]any{
-		"key":      `.metadata.labels["` + NeverReadyLabel + `"]`,
+		"key":      `.metadata.labels["` + label + `"]`,
 		"operator": "DoesNotExist",
 	})
 	return nil

@@ -118,7 +118,7 @@ func (d *Daemon) announce(ctx context.Context, inventory apply.InventoryOptions,
 	}
 	var warning string
 	switch r.Reason {
-	case reconcile.PlanFailed, reconcile.ApplyFailed, reconcile.PruneRefused, reconcile.HealthCheckFailed, reconcile.PolicyViolation:
+	case reconcile.PlanFailed, reconcile.ApplyFailed, reconcile.PruneRefused, reconcile.HealthCheckFailed, reconcile.PolicyViolation, reconcile.HookFailed:
 		warning = string(r.Reason)
 	}
 	if warning == "" && (r.Stopped || r.ChangeSet == nil) {

@@ -17,6 +17,7 @@ const (
 	ReasonPlanFailed         = string(reconcile.PlanFailed)
 	ReasonApplyFailed        = string(reconcile.ApplyFailed)
 	ReasonHealthCheckFailed  = string(reconcile.HealthCheckFailed)
+	ReasonHookFailed         = string(reconcile.HookFailed)
 	ReasonPruneRefused       = string(reconcile.PruneRefused)
 	ReasonClusterUnavailable = string(reconcile.ClusterUnavailable)
 )

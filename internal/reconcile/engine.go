@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gitk8s/gitk8s/internal/hook"
 	"slices"
 	"strings"
 	"sync"
@@ -47,6 +48,12 @@ func Run(ctx context.Context, req Request) *Result {
 	for _, o := range bundle.Objects {
 		res.Masker.Learn(o.Object)
 	}
+	objects, hooks, _, err := hook.Split(bundle.Objects)
+	if err != nil {
+		res.Reason, res.Err = RenderFailed, mask(res.Masker, err)
+		return res
+	}
+	bundle = &render.Bundle{Objects: objects, Skipped: bundle.Skipped}
 	gate, err := GateConfig(ctx, req.Settings.Policy, snap, bundle)
 	if err != nil {
 		res.Reason, res.Err = RenderFailed, mask(res.Masker, err)
@@ -69,7 +76,7 @@ func Run(ctx context.Context, req Request) *Result {
 			if err := unavailable(c, healths[i]); err != nil {
 				out.Reason, out.Err = ClusterUnavailable, mask(res.Masker, err)
 			} else {
-				runCluster(ctx, req, c.Target, objectsFor[c.Name], gate, res.Masker, out)
+				runCluster(ctx, req, c.Target, objectsFor[c.Name], hooks, snap.Revision, gate, res.Masker, out)
 			}
 			if req.Hooks.ClusterDone != nil {
 				req.Hooks.ClusterDone(c.Target, out)
@@ -198,7 +205,7 @@ func expand(bundle *render.Bundle, clusters []Cluster, healths []cluster.Health,
 
 // runCluster is one cluster's part: the policy gate while the plan reads
 // and dry-runs, then the apply, which writes only once the gate passed.
-func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*render.Object, gate *policy.Config, masker *diff.Masker, out *ClusterResult) {
+func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*render.Object, hooks []*hook.Hook, revision string, gate *policy.Config, masker *diff.Masker, out *ClusterResult) {
 	if req.Settings.ClusterTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, req.Settings.ClusterTimeout)
@@ -210,7 +217,10 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 	}
 	opts := req.Settings.applyOptions(req.Name, req.DryRun, req.Memory)
 	opts.Masker = masker
+	runner := &hook.Runner{Target: &target, Namespace: target.Namespace, Sync: req.Name, Timeout: req.Settings.Wait}
+	runHooks := !req.DryRun && len(hooks) > 0 && !hooksRanFor(ctx, &target, opts.Inventory, revision)
 	var gateDone chan struct{}
+	var preSyncErr error
 	if gate != nil {
 		gateDone = make(chan struct{})
 		go func() {
@@ -231,6 +241,20 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 				return errPolicyBlocked
 			}
 			return nil
+		}
+	}
+	if runHooks {
+		gateCheck := opts.BeforeWrite
+		opts.BeforeWrite = func(ctx context.Context) error {
+			if gateCheck != nil {
+				if err := gateCheck(ctx); err != nil {
+					return err
+				}
+			}
+			outs, err := runner.Run(ctx, hooks, hook.PreSync)
+			out.Hooks = append(out.Hooks, outs...)
+			preSyncErr = err
+			return err
 		}
 	}
 	// Clipped: every cluster's goroutine appends to the request's list, and
@@ -256,7 +280,47 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 	out.ChangeSet = cs
 	out.Reason, out.Err = classify(t.Name, cs, err, req.DryRun, out.Findings)
 	out.Stopped = err != nil
+	if preSyncErr != nil && cs != nil && errors.Is(cs.Blocked, preSyncErr) {
+		out.Reason, out.Err = HookFailed, fmt.Errorf("cluster %s: %w; nothing else was written", t.Name, preSyncErr)
+	}
+	if runHooks {
+		runLaterHooks(ctx, runner, hooks, &target, opts.Inventory, revision, out)
+	}
 	out.Err = mask(masker, out.Err)
+	for i := range out.Hooks {
+		out.Hooks[i].Err = mask(masker, out.Hooks[i].Err)
+	}
+}
+
+// runLaterHooks runs the Sync and PostSync hooks after a successful
+// apply, or the SyncFail hooks after a failed one that wrote or ran
+// hooks, and records a revision whose hooks all ran.
+func runLaterHooks(ctx context.Context, runner *hook.Runner, hooks []*hook.Hook, t *cluster.Target, inv apply.InventoryOptions, revision string, out *ClusterResult) {
+	if out.Reason == Succeeded {
+		for _, p := range []hook.Phase{hook.Sync, hook.PostSync} {
+			outs, err := runner.Run(ctx, hooks, p)
+			out.Hooks = append(out.Hooks, outs...)
+			if err != nil {
+				out.Reason, out.Err = HookFailed, fmt.Errorf("cluster %s: %w", t.Name, err)
+				break
+			}
+		}
+		if out.Reason == Succeeded {
+			recordHooksRan(ctx, t, inv, revision)
+			return
+		}
+	}
+	switch out.Reason {
+	case PolicyViolation, ClusterUnavailable, PlanFailed:
+		if out.Reason != PlanFailed || !out.Wrote() {
+			return // nothing of this revision was written
+		}
+	}
+	outs, err := runner.Run(ctx, hooks, hook.SyncFail)
+	out.Hooks = append(out.Hooks, outs...)
+	if err != nil {
+		out.Err = errors.Join(out.Err, fmt.Errorf("cluster %s: %w", t.Name, err))
+	}
 }
 
 // classify turns an apply's outcome into a reason and an error. It is the

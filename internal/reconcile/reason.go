@@ -29,6 +29,9 @@ const (
 	PruneRefused Reason = "PruneRefused"
 	// HealthCheckFailed: a wave did not become healthy in time.
 	HealthCheckFailed Reason = "HealthCheckFailed"
+	// HookFailed: a sync hook failed. A failed PreSync hook stops the
+	// sync before anything else is written.
+	HookFailed Reason = "HookFailed"
 )
 
 // Failed reports whether the reason is a failure.

@@ -4,6 +4,7 @@ import (
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/federation"
+	"github.com/gitk8s/gitk8s/internal/hook"
 	"github.com/gitk8s/gitk8s/internal/policy"
 )
 
@@ -48,6 +49,9 @@ type ClusterResult struct {
 	// Warnings are problems that did not stop the run, such as live state
 	// the policy gate could not read; masked.
 	Warnings []string
+	// Hooks are the sync hooks that ran, in order; none in a dry run or
+	// when they already ran for this revision.
+	Hooks []hook.Outcome
 	// Stopped is set when the apply ended on an error of its own (the
 	// cluster stopped answering, the inventory could not be read) rather
 	// than with a result for every object.

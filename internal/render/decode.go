@@ -240,7 +240,10 @@ func checkObject(u *unstructured.Unstructured) error {
 	}
 	if !found || name == "" {
 		if g, _, _ := unstructured.NestedString(u.Object, "metadata", "generateName"); g != "" {
-			return fmt.Errorf("metadata.name missing: generateName makes a new object on every apply; set metadata.name")
+			if isHookObject(u) {
+				return nil // a hook is created anew on each run
+			}
+			return fmt.Errorf("metadata.name missing: generateName makes a new object on every apply; set metadata.name (only hooks, annotated gitk8s.io/hook, may use generateName)")
 		}
 		return fmt.Errorf("metadata.name missing: set a name")
 	}
@@ -289,4 +292,16 @@ func jsonType(v any) string {
 // does for each file it reads; file names the source in errors.
 func Decode(file string, data []byte) ([]*Object, error) {
 	return decodeFile(file, data)
+}
+
+// isHookObject reports whether u carries a hook annotation that package
+// hook reads (gitk8s's, Argo CD's or Helm's).
+func isHookObject(u *unstructured.Unstructured) bool {
+	a := u.GetAnnotations()
+	for _, k := range []string{"gitk8s.io/hook", "argocd.argoproj.io/hook", "helm.sh/hook"} {
+		if _, ok := a[k]; ok {
+			return true
+		}
+	}
+	return false
 }

@@ -282,6 +282,9 @@ func checkDuplicates(objects []*Object) []error {
 	first := make(map[string]*Object, len(objects))
 	var errs []error
 	for _, obj := range objects {
+		if obj.Object.GetName() == "" {
+			continue // a hook with generateName: a new object each run
+		}
 		id := obj.ID()
 		key := id.GroupKind.String() + "/" + id.Namespace + "/" + id.Name
 		if prev, ok := first[key]; ok {

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gitk8s/gitk8s/internal/controlplane"
+	"github.com/gitk8s/gitk8s/internal/testenv"
+)
+
+// hookJob is a Job hook with the given annotations; fails makes its pod
+// fail (the local cluster's kwok stage for FailsLabel).
+func hookJob(ns, name, annotations string, fails bool) string {
+	meta := "name: " + name
+	if strings.HasSuffix(name, "-") {
+		meta = "generateName: " + name
+	}
+	labels := "{}"
+	if fails {
+		labels = fmt.Sprintf("{%q: \"true\"}", controlplane.FailsLabel)
+	}
+	return fmt.Sprintf(`apiVersion: batch/v1
+kind: Job
+metadata:
+  %s
+  namespace: %s
+  annotations: {%s}
+spec:
+  backoffLimit: 0
+  template:
+    metadata: {labels: %s}
+    spec:
+      restartPolicy: Never
+      containers: [{name: run, image: busybox}]
+`, meta, ns, annotations, labels)
+}
+
+// TestSyncHooks runs hooks on the control plane with each family of
+// annotations: an Argo CD PreSync Job with generateName deleted once it
+// succeeded, a Helm post-install Job kept, a gitk8s Sync hook; then a
+// PreSync Job that fails, which stops the revision with nothing else
+// written and runs the SyncFail hook. Hooks are never in the inventory:
+// a prune of a source without them leaves them.
+func TestSyncHooks(t *testing.T) {
+	ns := env.Namespace(t)
+	jobs := env.Client(t, "").BatchV1().Jobs(ns)
+	dir := testenv.WriteFiles(t, map[string]string{
+		"app.yaml":      configMap(ns, "app", "1"),
+		"presync.yaml":  hookJob(ns, "migrate-", `argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded`, false),
+		"postsync.yaml": hookJob(ns, "notify", `helm.sh/hook: "post-install,post-upgrade", helm.sh/hook-weight: "5"`, false),
+		"sync.yaml":     strings.Replace(configMap(ns, "sync-marker", "1"), "metadata: {", "metadata: {annotations: {gitk8s.io/hook: Sync}, ", 1),
+	})
+	stdout, stderr, code := gitk8s(t, "apply", dir, "--sync", "hooks-"+ns, "--prune", "--no-policy")
+	if code != exitOK {
+		t.Fatalf("apply with hooks: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"hook PreSync Job/" + ns + "/migrate-",
+		"hook Sync ConfigMap/" + ns + "/sync-marker: succeeded",
+		"hook PostSync Job/" + ns + "/notify: succeeded\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("apply output does not say %q:\n%s", want, stdout)
+		}
+	}
+	if i, j := strings.Index(stdout, "hook PreSync"), strings.Index(stdout, "hook PostSync"); i < 0 || j < i {
+		t.Errorf("PreSync does not come before PostSync:\n%s", stdout)
+	}
+	if !strings.Contains(stdout, "succeeded, deleted") {
+		t.Errorf("the HookSucceeded Job is not said to be deleted:\n%s", stdout)
+	}
+	list, err := jobs.List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, j := range list.Items {
+		if j.DeletionTimestamp == nil {
+			left = append(left, j.Name)
+		}
+	}
+	if strings.Join(left, ",") != "notify" {
+		t.Errorf("Jobs left: %v, want only notify (migrate-… deleted as it succeeded)", left)
+	}
+	if !exists(t, "configmap", ns, "app") || !exists(t, "configmap", ns, "sync-marker") {
+		t.Error("the ConfigMap or the Sync hook is missing")
+	}
+
+	// The hooks are in no inventory: pruning a source without them
+	// leaves them, while the ConfigMap it no longer has goes.
+	bare := testenv.WriteFiles(t, map[string]string{"other.yaml": configMap(ns, "other", "1")})
+	if stdout, stderr, code := gitk8s(t, "apply", bare, "--sync", "hooks-"+ns, "--prune", "--allow-destructive-prune", "--no-policy"); code != exitOK {
+		t.Fatalf("apply without hooks: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if exists(t, "configmap", ns, "app") {
+		t.Error("the ConfigMap no longer rendered was not pruned")
+	}
+	if !exists(t, "job", ns, "notify") || !exists(t, "configmap", ns, "sync-marker") {
+		t.Error("a prune deleted a hook")
+	}
+
+	// A PreSync hook that fails stops the revision before anything else
+	// is written; the SyncFail hook runs.
+	failing := testenv.WriteFiles(t, map[string]string{
+		"new.yaml":      configMap(ns, "after-presync", "1"),
+		"presync.yaml":  hookJob(ns, "check", `gitk8s.io/hook: PreSync`, true),
+		"syncfail.yaml": strings.Replace(configMap(ns, "sync-failed", "1"), "metadata: {", "metadata: {annotations: {gitk8s.io/hook: SyncFail}, ", 1),
+	})
+	stdout, stderr, code = gitk8s(t, "apply", failing, "--sync", "hooks-"+ns, "--prune", "--allow-destructive-prune", "--no-policy")
+	if code != exitFailed || !strings.Contains(stderr, "PreSync hook Job/"+ns+"/check (presync.yaml:1) failed: the Job failed") || !strings.Contains(stderr, "nothing else was written") {
+		t.Errorf("apply with a failing PreSync hook: exit %d, want 1 naming the hook\n%s\n%s", code, stdout, stderr)
+	}
+	if exists(t, "configmap", ns, "after-presync") {
+		t.Error("an object was written after its PreSync hook failed")
+	}
+	if !exists(t, "configmap", ns, "other") {
+		t.Error("a failed PreSync hook let the prune run")
+	}
+	if !exists(t, "configmap", ns, "sync-failed") || !strings.Contains(stdout, "hook SyncFail ConfigMap/"+ns+"/sync-failed: succeeded") {
+		t.Errorf("the SyncFail hook did not run:\n%s", stdout)
+	}
+}
