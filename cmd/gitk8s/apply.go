@@ -151,8 +151,8 @@ type applyReport struct {
 type clusterReport struct {
 	Cluster string `json:"cluster"`
 	// Reason is the engine's: Succeeded, ClusterUnavailable,
-	// PolicyViolation, PlanFailed, ApplyFailed, PruneRefused or
-	// HealthCheckFailed, as the daemon reports it.
+	// PolicyViolation, PlanFailed, ApplyFailed, PruneRefused,
+	// HealthCheckFailed or HookFailed, as the daemon reports it.
 	Reason string `json:"reason,omitempty"`
 	// Error is set when the cluster could not be synced at all.
 	Error         string           `json:"error,omitempty"`

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -122,5 +123,55 @@ func TestSyncHooks(t *testing.T) {
 	}
 	if !exists(t, "configmap", ns, "sync-failed") || !strings.Contains(stdout, "hook SyncFail ConfigMap/"+ns+"/sync-failed: succeeded") {
 		t.Errorf("the SyncFail hook did not run:\n%s", stdout)
+	}
+}
+
+// TestSyncHooksRunOncePerRevision: applying the same commit again runs
+// no hook (a reconcile of an unchanged revision must not rerun a
+// migration); a new commit runs them again.
+func TestSyncHooksRunOncePerRevision(t *testing.T) {
+	ns := env.Namespace(t)
+	marker := strings.Replace(configMap(ns, "ran-", "1"), "metadata: {name: ran-,", "metadata: {generateName: ran-, annotations: {gitk8s.io/hook: PostSync},", 1)
+	repo := testenv.WriteFiles(t, map[string]string{
+		"app.yaml":  configMap(ns, "app", "1"),
+		"hook.yaml": marker,
+	})
+	testenv.Git(t, repo, "init", "-q", "-b", "main")
+	testenv.Git(t, repo, "add", "-A")
+	testenv.Git(t, repo, "commit", "-q", "-m", "one")
+	hooksRun := func() int {
+		t.Helper()
+		stdout, stderr, code := gitk8s(t, "apply", repo, "--sync", "once-"+ns, "--no-policy")
+		if code != exitOK {
+			t.Fatalf("apply: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		return strings.Count(stdout, "hook PostSync")
+	}
+	countMarkers := func() int {
+		list, err := env.Client(t, "").CoreV1().ConfigMaps(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, cm := range list.Items {
+			if strings.HasPrefix(cm.Name, "ran-") {
+				n++
+			}
+		}
+		return n
+	}
+	if n := hooksRun(); n != 1 {
+		t.Errorf("first apply ran %d PostSync hooks, want 1", n)
+	}
+	if n := hooksRun(); n != 0 {
+		t.Errorf("the same revision again ran %d hooks, want 0", n)
+	}
+	writeFile(t, filepath.Join(repo, "app.yaml"), configMap(ns, "app", "2"))
+	testenv.Git(t, repo, "commit", "-q", "-am", "two")
+	if n := hooksRun(); n != 1 {
+		t.Errorf("a new revision ran %d hooks, want 1", n)
+	}
+	if n := countMarkers(); n != 2 {
+		t.Errorf("%d hook objects made by generateName, want 2 (one per revision)", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -231,14 +232,20 @@ func (r *run) skipUnwritten() {
 }
 
 // waveOf reads the wave annotation; a bad value is an error of the object.
+// Argo CD's sync-wave is read when gitk8s's is missing, so a repository
+// moved from Argo CD keeps its order.
 func waveOf(u *unstructured.Unstructured) (int, error) {
-	v, ok := u.GetAnnotations()[AnnotationWave]
+	key := AnnotationWave
+	v, ok := u.GetAnnotations()[key]
 	if !ok {
-		return 0, nil
+		key = AnnotationArgoWave
+		if v, ok = u.GetAnnotations()[key]; !ok {
+			return 0, nil
+		}
 	}
-	n, err := strconv.Atoi(v)
+	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil {
-		return 0, fmt.Errorf("annotation %s: %q is not a whole number", AnnotationWave, v)
+		return 0, fmt.Errorf("annotation %s: %q is not a whole number", key, v)
 	}
 	return n, nil
 }

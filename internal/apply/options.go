@@ -12,6 +12,9 @@ const (
 	// AnnotationWave groups objects into waves applied in order, each
 	// healthy before the next starts: gitk8s.io/wave: "1". Default 0.
 	AnnotationWave = "gitk8s.io/wave"
+	// AnnotationArgoWave is Argo CD's wave annotation, read as an alias
+	// of AnnotationWave.
+	AnnotationArgoWave = "argocd.argoproj.io/sync-wave"
 	// AnnotationPrune set to "disabled" keeps an object when it is no
 	// longer rendered.
 	AnnotationPrune = "gitk8s.io/prune"
