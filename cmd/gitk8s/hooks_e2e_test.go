@@ -175,3 +175,28 @@ func TestSyncHooksRunOncePerRevision(t *testing.T) {
 		t.Errorf("%d hook objects made by generateName, want 2 (one per revision)", n)
 	}
 }
+
+// TestHookPassesThePolicyGate: a hook is written to the cluster like any
+// object, so the policy gate checks it, and a PreSync hook that grants
+// cluster-admin to anonymous users is refused with nothing created.
+func TestHookPassesThePolicyGate(t *testing.T) {
+	ns := env.Namespace(t)
+	dir := testenv.WriteFiles(t, map[string]string{
+		"app.yaml": configMap(ns, "gated", "1"),
+		"grant.yaml": `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: hook-grant-` + ns + `
+  annotations: {gitk8s.io/hook: PreSync}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: User, name: "system:anonymous", apiGroup: rbac.authorization.k8s.io}]
+`,
+	})
+	stdout, stderr, code := gitk8s(t, "apply", dir, "--sync", "gated-"+ns)
+	if code != exitFailed || !strings.Contains(stderr, "rbac-cluster-admin-binding") || strings.Contains(stdout, "hook PreSync") {
+		t.Errorf("apply with a hook that breaks a policy: exit %d, want 1 naming the rule and no hook run\n%s\n%s", code, stdout, stderr)
+	}
+	if exists(t, "clusterrolebinding", "", "hook-grant-"+ns) || exists(t, "configmap", ns, "gated") {
+		t.Error("a blocked sync wrote its hook or its objects")
+	}
+}

@@ -217,6 +217,12 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 	}
 	opts := req.Settings.applyOptions(req.Name, req.DryRun, req.Memory)
 	opts.Masker = masker
+	// The gate and the protected-object check see the hooks too: a hook
+	// is written to the cluster like any object.
+	checked := slices.Clip(objects)
+	for _, h := range hooks {
+		checked = append(checked, h.Object)
+	}
 	runner := &hook.Runner{Target: &target, Namespace: target.Namespace, Sync: req.Name, Timeout: req.Settings.Wait}
 	runHooks := !req.DryRun && len(hooks) > 0 && !hooksRanFor(ctx, &target, opts.Inventory, revision)
 	var gateDone chan struct{}
@@ -226,7 +232,7 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 		go func() {
 			defer close(gateDone)
 			live := policy.NewLive(ctx, &target)
-			out.Findings = policy.EvaluateIn(&policy.Context{Objects: objects, Live: live, DefaultNamespace: target.Namespace}, *gate)
+			out.Findings = policy.EvaluateIn(&policy.Context{Objects: checked, Live: live, DefaultNamespace: target.Namespace}, *gate)
 			if err := live.Err(); err != nil {
 				out.Warnings = append(out.Warnings, masker.Redact(fmt.Sprintf("cluster %s: the policy gate could not read live state, so its rules ran without it: %v", t.Name, err)))
 			}
@@ -260,7 +266,7 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 	// Clipped: every cluster's goroutine appends to the request's list, and
 	// must not write into spare capacity the others share.
 	protected := append(slices.Clip(req.Protected), ProtectedSecret(opts.Inventory.Namespace, opts.Inventory.Name, "the inventory of this sync"))
-	if err := refuseProtected(objects, protected, target.Namespace); err != nil {
+	if err := refuseProtected(checked, protected, target.Namespace); err != nil {
 		if gateDone != nil {
 			<-gateDone
 		}
