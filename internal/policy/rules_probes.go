@@ -12,7 +12,12 @@ func init() {
 	register("probe-readiness-missing", Warning, "long-running containers should have a readiness probe", func(c *Context) []Finding {
 		return probeMissing(c, "readinessProbe", "readiness", "Services send it traffic before it can answer")
 	})
-	register("probe-port-undeclared", Error, "a probe's port must be one the container declares", checkProbePorts)
+	register("probe-port-undeclared", Error, "a probe's named port must be one the container declares", func(c *Context) []Finding {
+		return checkProbePorts(c, true)
+	})
+	register("probe-port-unlisted", Warning, "a probe's numbered port should be among the container's declared ports", func(c *Context) []Finding {
+		return checkProbePorts(c, false)
+	})
 	register("probe-liveness-equals-readiness", Warning, "liveness and readiness probes should differ", checkProbesEqual)
 	register("probe-timing", Error, "probe timings the API server refuses", checkProbeTiming)
 	register("probe-timeout-period", Warning, "a probe's timeout should be below its period", checkProbeTimeoutPeriod)
@@ -48,7 +53,13 @@ func probePort(probe map[string]any) (any, bool) {
 	return nil, false
 }
 
-func checkProbePorts(c *Context) []Finding {
+// checkProbePorts reports probes whose port the container does not
+// declare: named ports when named is set (the kubelet cannot resolve the
+// name, so the probe always fails), numbered ones otherwise. A numbered
+// port need not be declared: declared ports are informational and the
+// kubelet probes the number all the same, so an undeclared one is at most
+// a typo, and is reported only when the container declares ports at all.
+func checkProbePorts(c *Context, named bool) []Finding {
 	var out []Finding
 	for _, w := range workloads(c.Objects) {
 		for _, ctr := range append(containers(w.spec, "containers"), containers(w.spec, "initContainers")...) {
@@ -74,17 +85,14 @@ func checkProbePorts(c *Context) []Finding {
 				}
 				switch p := port.(type) {
 				case string:
-					if !names[p] {
-						out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s uses port %q, which the container does not name in ports", str(ctr, "name"), field, p),
+					if named && !names[p] {
+						out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s uses port %q, which the container does not name in ports: the kubelet cannot resolve it and the probe always fails", str(ctr, "name"), field, p),
 							fmt.Sprintf("add a port named %s to container %s, or probe a declared one", p, str(ctr, "name"))))
 					}
 				case int64:
-					// A numbered port need not be declared for the kubelet,
-					// but an undeclared one is usually a typo; report it
-					// only when the container declares ports at all.
-					if len(numbers) > 0 && !numbers[p] {
-						out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s uses port %d, which is not among the container's ports", str(ctr, "name"), field, p),
-							fmt.Sprintf("probe one of the declared ports, or declare %d", p)))
+					if !named && len(numbers) > 0 && !numbers[p] {
+						out = append(out, finding(w.obj, fmt.Sprintf("container %s: %s uses port %d, which is not among the container's declared ports; the kubelet probes it all the same, so this is only a problem if the number is a typo", str(ctr, "name"), field, p),
+							fmt.Sprintf("declare %d in the container's ports, or probe one that is declared", p)))
 					}
 				}
 			}

@@ -187,6 +187,20 @@ var builtinRoleRules = map[string][]rbacRule{
 	"view":          nil,
 }
 
+// defaultNamespacedRoles are the Roles every cluster's API server makes
+// (its bootstrap policy), by namespace/name. Aggregated API servers such as
+// metrics-server and prometheus-adapter bind
+// extension-apiserver-authentication-reader in kube-system.
+var defaultNamespacedRoles = map[string]bool{
+	"kube-public/system:controller:bootstrap-signer":             true,
+	"kube-system/extension-apiserver-authentication-reader":      true,
+	"kube-system/system::leader-locking-kube-controller-manager": true,
+	"kube-system/system::leader-locking-kube-scheduler":          true,
+	"kube-system/system:controller:bootstrap-signer":             true,
+	"kube-system/system:controller:cloud-provider":               true,
+	"kube-system/system:controller:token-cleaner":                true,
+}
+
 // roleOf finds the rules a binding refers to: in the bundle, in the
 // cluster, or among Kubernetes' defaults. found is false when the role is
 // nowhere.
@@ -212,6 +226,9 @@ func (c *Context) roleOf(binding *render.Object) (rules []rbacRule, found bool) 
 		if strings.HasPrefix(name, "system:") && c.Live == nil {
 			return nil, true // Kubernetes' own; offline there is nothing to read
 		}
+	}
+	if kind == "Role" && c.Live == nil && defaultNamespacedRoles[ns+"/"+name] {
+		return nil, true // Kubernetes' own, like system: ClusterRoles above
 	}
 	return nil, false
 }
