@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -198,5 +199,43 @@ subjects: [{kind: User, name: "system:anonymous", apiGroup: rbac.authorization.k
 	}
 	if exists(t, "clusterrolebinding", "", "hook-grant-"+ns) || exists(t, "configmap", ns, "gated") {
 		t.Error("a blocked sync wrote its hook or its objects")
+	}
+}
+
+// TestPostSyncWaitsForHealth: PostSync runs after the last wave is
+// healthy, so a sync with a PostSync hook waits for its objects even
+// without --wait; one whose objects never become healthy runs SyncFail
+// instead.
+func TestPostSyncWaitsForHealth(t *testing.T) {
+	ns := env.Namespace(t)
+	post := hookJob(ns, "after-", `gitk8s.io/hook: PostSync, gitk8s.io/hook-delete-policy: HookSucceeded`, false)
+	dir := testenv.WriteFiles(t, map[string]string{
+		"web.yaml":  deployment(ns, "web", 1, ""),
+		"post.yaml": post,
+	})
+	stdout, stderr, code := gitk8s(t, "apply", dir, "--sync", "post-"+ns, "--no-policy", "-o", "json")
+	if code != exitOK {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var report applyReport
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	cr := report.Clusters[0]
+	if len(cr.Objects) != 1 || cr.Objects[0].Health != "Current" {
+		t.Errorf("the Deployment was not waited for before PostSync: %+v", cr.Objects)
+	}
+	if len(cr.Hooks) != 1 || cr.Hooks[0].Phase != "PostSync" || !cr.Hooks[0].Succeeded {
+		t.Errorf("hooks %+v, want the PostSync Job succeeded", cr.Hooks)
+	}
+
+	never := testenv.WriteFiles(t, map[string]string{
+		"web.yaml":  deployment(ns, "stuck", 1, ", "+controlplane.NeverReadyLabel+`: "true"`),
+		"post.yaml": post,
+		"fail.yaml": strings.Replace(configMap(ns, "failed-", "1"), "metadata: {name: failed-,", "metadata: {generateName: failed-, annotations: {gitk8s.io/hook: SyncFail},", 1),
+	})
+	stdout, stderr, code = gitk8s(t, "apply", never, "--sync", "post-"+ns, "--no-policy", "--wait", "3s")
+	if code != exitFailed || strings.Contains(stdout, "hook PostSync") || !strings.Contains(stdout, "hook SyncFail ConfigMap/"+ns+"/failed-") {
+		t.Errorf("apply of a Deployment that never becomes ready: exit %d, want 1 with SyncFail and no PostSync\n%s\n%s", code, stdout, stderr)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
@@ -225,6 +226,11 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 	}
 	runner := &hook.Runner{Target: &target, Namespace: target.Namespace, Sync: req.Name, Timeout: req.Settings.Wait}
 	runHooks := !req.DryRun && len(hooks) > 0 && !hooksRanFor(ctx, &target, opts.Inventory, revision)
+	if runHooks && opts.Wait == 0 && len(hook.InPhase(hooks, hook.PostSync)) > 0 {
+		// PostSync comes after the last wave is healthy, so a sync with
+		// PostSync hooks waits for it even when not told to.
+		opts.Wait = defaultPostSyncWait
+	}
 	var gateDone chan struct{}
 	var preSyncErr error
 	if gate != nil {
@@ -297,6 +303,10 @@ func runCluster(ctx context.Context, req Request, t *cluster.Target, objects []*
 		out.Hooks[i].Err = mask(masker, out.Hooks[i].Err)
 	}
 }
+
+// defaultPostSyncWait is how long a sync with PostSync hooks waits for
+// its last wave to be healthy when its settings do not say.
+const defaultPostSyncWait = 5 * time.Minute
 
 // runLaterHooks runs the Sync and PostSync hooks after a successful
 // apply, or the SyncFail hooks after a failed one that wrote or ran
