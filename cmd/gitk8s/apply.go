@@ -135,7 +135,31 @@ func newReport(res *reconcile.Result) applyReport {
 		report.Clusters = append(report.Clusters, newClusterReport(&res.Clusters[i]))
 	}
 	report.Federated = res.FederatedStatus()
+	for _, h := range res.Hooks {
+		phases := make([]string, len(h.Phases))
+		for i, p := range h.Phases {
+			phases[i] = string(p)
+		}
+		report.Hooks = append(report.Hooks, plannedHookReport{Phases: phases, Object: h.Ref, Source: h.Source})
+	}
 	return report
+}
+
+// plannedHookReport is a sync hook of the revision, which an apply runs
+// and a diff lists without diffing.
+type plannedHookReport struct {
+	Phases []string `json:"phases"`
+	Object string   `json:"object"`
+	Source string   `json:"source"`
+}
+
+// hookLines lists the revision's hooks for a diff, one per line.
+func hookLines(hooks []plannedHookReport) []string {
+	var lines []string
+	for _, h := range hooks {
+		lines = append(lines, fmt.Sprintf("%s %s (%s)", strings.Join(h.Phases, ","), h.Object, h.Source))
+	}
+	return lines
 }
 
 // applyReport is the result of an apply or diff, as printed with -o json.
@@ -146,6 +170,9 @@ type applyReport struct {
 	Revision  string                `json:"revision,omitempty"`
 	Clusters  []clusterReport       `json:"clusters"`
 	Federated []reconcile.Federated `json:"federated,omitempty"`
+	// Hooks are the revision's sync hooks: run by an apply, listed by a
+	// diff.
+	Hooks []plannedHookReport `json:"plannedHooks,omitempty"`
 }
 
 type clusterReport struct {

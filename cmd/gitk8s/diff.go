@@ -160,6 +160,11 @@ func printDiffText(stdout, stderr io.Writer, report applyReport, color bool) {
 		}
 		return c + s + colorReset
 	}
+	defer func() {
+		for _, l := range hookLines(report.Hooks) {
+			fmt.Fprintf(stdout, "hook %s: runs on apply, not diffed\n", l)
+		}
+	}()
 	for _, cr := range report.Clusters {
 		if cr.Error != "" {
 			fmt.Fprintln(stderr, cr.Error)
@@ -292,6 +297,12 @@ func printDiffMarkdown(w io.Writer, report applyReport) {
 			continue
 		}
 		fmt.Fprintf(w, "\n#### %s\n\n%s", markdownCell(cr.Cluster), strings.Join(blocks, "\n"))
+	}
+	if lines := hookLines(report.Hooks); len(lines) > 0 {
+		fmt.Fprintf(w, "\n#### Sync hooks an apply of this revision runs (not diffed)\n\n")
+		for _, l := range lines {
+			fmt.Fprintf(w, "- %s\n", markdownCode(l))
+		}
 	}
 }
 

@@ -56,7 +56,25 @@ func TestSyncHooks(t *testing.T) {
 		"postsync.yaml": hookJob(ns, "notify", `helm.sh/hook: "post-install,post-upgrade", helm.sh/hook-weight: "5"`, false),
 		"sync.yaml":     strings.Replace(configMap(ns, "sync-marker", "1"), "metadata: {", "metadata: {annotations: {gitk8s.io/hook: Sync}, ", 1),
 	})
-	stdout, stderr, code := gitk8s(t, "apply", dir, "--sync", "hooks-"+ns, "--prune", "--no-policy")
+	// A diff runs no hook and lists every one, for the reviewer.
+	stdout, stderr, code := gitk8s(t, "diff", dir, "--sync", "hooks-"+ns, "--prune", "--no-policy")
+	for _, want := range []string{
+		"hook PreSync Job/" + ns + "/migrate- (presync.yaml:1): runs on apply, not diffed",
+		"hook PostSync Job/" + ns + "/notify (postsync.yaml:1): runs on apply, not diffed",
+		"hook Sync ConfigMap/" + ns + "/sync-marker (sync.yaml:1): runs on apply, not diffed",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("diff does not say %q (exit %d):\n%s\n%s", want, code, stdout, stderr)
+		}
+	}
+	stdout, _, _ = gitk8s(t, "diff", dir, "--sync", "hooks-"+ns, "--prune", "--no-policy", "-o", "markdown")
+	if !strings.Contains(stdout, "#### Sync hooks an apply of this revision runs (not diffed)") || !strings.Contains(stdout, "Job/"+ns+"/migrate-") {
+		t.Errorf("the markdown diff does not list the hooks:\n%s", stdout)
+	}
+	if list, _ := jobs.List(context.Background(), metav1.ListOptions{}); len(list.Items) != 0 {
+		t.Errorf("a diff created %d Jobs", len(list.Items))
+	}
+	stdout, stderr, code = gitk8s(t, "apply", dir, "--sync", "hooks-"+ns, "--prune", "--no-policy")
 	if code != exitOK {
 		t.Fatalf("apply with hooks: exit %d\n%s\n%s", code, stdout, stderr)
 	}

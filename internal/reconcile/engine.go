@@ -54,6 +54,13 @@ func Run(ctx context.Context, req Request) *Result {
 		res.Reason, res.Err = RenderFailed, mask(res.Masker, err)
 		return res
 	}
+	for _, h := range hooks {
+		ref := h.Object.Ref()
+		if h.Object.Object.GetName() == "" {
+			ref += h.Object.Object.GetGenerateName()
+		}
+		res.Hooks = append(res.Hooks, PlannedHook{Phases: h.Phases, Ref: ref, Source: h.Object.Source.String()})
+	}
 	bundle = &render.Bundle{Objects: objects, Skipped: bundle.Skipped}
 	gate, err := GateConfig(ctx, req.Settings.Policy, snap, bundle)
 	if err != nil {

@@ -26,6 +26,9 @@ type Result struct {
 	// Clusters are the per-cluster results, in the request's order; none
 	// when the run failed before the clusters.
 	Clusters []ClusterResult
+	// Hooks are the sync hooks of the revision, whether or not they ran
+	// (a dry run runs none), so that a diff can list them.
+	Hooks []PlannedHook
 	// Placements say where each federated object went.
 	Placements []federation.Placement
 	// Masker knows every Secret value of the run; drivers mask what they
@@ -80,4 +83,14 @@ func wrote(cs *apply.ChangeSet) bool {
 		}
 	}
 	return false
+}
+
+// PlannedHook is one sync hook of a revision.
+type PlannedHook struct {
+	// Phases are when it runs.
+	Phases []hook.Phase
+	// Ref names it (with generateName's prefix for a hook without a name).
+	Ref string
+	// Source is where it was written.
+	Source string
 }
