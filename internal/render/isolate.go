@@ -195,20 +195,34 @@ func childEnviron(remote bool) []string {
 	return env
 }
 
+// outOfAddressSpace reports whether the renderer's stderr shows it ended
+// at its address-space limit: an allocation the Go runtime or the race
+// detector could not map, or a thread whose stack could not be had.
+func outOfAddressSpace(stderr string) bool {
+	for _, sign := range []string{"out of memory", "cannot allocate", "failed to allocate", "cannot map pages",
+		"pthread_create failed", "failed to create new OS thread"} {
+		if strings.Contains(stderr, sign) {
+			return true
+		}
+	}
+	return strings.Contains(stderr, "ThreadSanitizer") && strings.Contains(stderr, "mmap")
+}
+
 // childFailure explains a renderer that did not answer.
 func childFailure(waitErr error, state *os.ProcessState, stderr string, limits Limits, took time.Duration) error {
 	switch {
 	case strings.Contains(stderr, "stack exceeds") || strings.Contains(stderr, "stack overflow"):
 		return fmt.Errorf("%w: the render recursed too deeply (a jsonnet function or Helm template that never stops calling itself?); make the recursion end", ErrLimit)
-	case state != nil && state.ExitCode() == exitMemoryLimit,
-		strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"),
-		strings.Contains(stderr, "failed to allocate"): // the race detector's allocator
+	case state != nil && state.ExitCode() == exitMemoryLimit, outOfAddressSpace(stderr):
 		return fmt.Errorf("%w: the render needed more than %s of memory (a YAML alias bomb, a jsonnet value or a Helm template output built too large?); make the source smaller, or raise the render memory limit", ErrLimit, byteSize(limits.Memory))
 	case state != nil && (state.ExitCode() == exitCPULimit || killedBySignal(state) && cpuTime(state) >= limits.CPU*9/10):
 		return fmt.Errorf("%w: the render used more than %s of CPU time; simplify what the repository computes, or raise the render CPU limit", ErrLimit, limits.CPU)
 	}
 	if line := firstLine(stderr, "panic: "); line != "" {
 		return fmt.Errorf("render failed: the renderer crashed (%s) after %s; this is a bug in gitk8s, please report it with the source that causes it", truncate(line, 200), took.Round(time.Millisecond))
+	}
+	if line := firstLine(stderr, "fatal error: "); line != "" {
+		return fmt.Errorf("render failed: the renderer ended without an answer (%v, %s) after %s", waitErr, truncate(line, 200), took.Round(time.Millisecond))
 	}
 	return fmt.Errorf("render failed: the renderer ended without an answer (%v) after %s", waitErr, took.Round(time.Millisecond))
 }

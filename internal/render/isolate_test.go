@@ -424,3 +424,25 @@ func TestKustomizeErrorsHideQuotedSecrets(t *testing.T) {
 		t.Errorf("the error lost what is not a value:\n%s", got)
 	}
 }
+
+// The ways a renderer ends at its address-space limit are all named as
+// the memory limit; another fatal error is quoted.
+func TestChildFailureNamesTheAddressSpaceLimit(t *testing.T) {
+	limits := Limits{Memory: 256 << 20}
+	for _, stderr := range []string{
+		"fatal error: runtime: out of memory\n",
+		"runtime/cgo: pthread_create failed: Resource temporarily unavailable\nSIGABRT: abort\n",
+		"runtime: failed to create new OS thread (have 9 already; errno=11)\nfatal error: newosproc\n",
+		"fatal error: runtime: cannot map pages in arena address space\n",
+		"==1==ERROR: ThreadSanitizer failed to allocate 0x4000 (16384) bytes\n",
+		"ThreadSanitizer: unexpected mmap failure\n",
+	} {
+		if err := childFailure(errors.New("exit status 2"), nil, stderr, limits, time.Second); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "more than 256 MiB of memory") {
+			t.Errorf("stderr %q: %v, want the memory limit", stderr, err)
+		}
+	}
+	err := childFailure(errors.New("exit status 2"), nil, "goroutine 1 [running]:\nfatal error: concurrent map writes\n", limits, time.Second)
+	if errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "fatal error: concurrent map writes") {
+		t.Errorf("another fatal error: %v, want it quoted and not a limit", err)
+	}
+}
