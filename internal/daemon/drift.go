@@ -85,11 +85,12 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	}
 	key := syncName + "/" + t.Name
 	w, ok := d.drifts[key]
+	var retired *driftWatch
 	if ok && w.target != t {
 		// The cluster's kubeconfig came from a Secret that changed: the
 		// old credentials may be revoked, so watch anew with the new ones.
 		w.cancel()
-		ok = false
+		retired, ok = w, false
 	}
 	if !ok {
 		wctx, cancel := context.WithCancel(ctx)
@@ -100,6 +101,9 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 		d.drifts[key] = w
 	}
 	d.driftMu.Unlock()
+	if retired != nil {
+		retired.factory.Shutdown() // waits for its informers to end
+	}
 
 	memKey := apply.MemoryKey(t.Server, inventoryID, apply.FieldManager)
 	w.mu.Lock()
@@ -261,13 +265,34 @@ func (d *Daemon) drifted(syncName, clusterName, object string) {
 }
 
 // stopDriftWatches ends the term's drift watches and forgets them, so that
-// the next term (after a leadership change) starts its own.
+// the next term (after a leadership change) starts its own. It returns
+// once every informer of the term has ended: none of them goes on calling
+// into the daemon after its term.
 func (d *Daemon) stopDriftWatches(stop context.CancelFunc) {
 	d.driftMu.Lock()
-	defer d.driftMu.Unlock()
 	stop()
+	watches := d.drifts
 	d.drifts = map[string]*driftWatch{}
+	d.driftMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, w := range watches {
+			w.factory.Shutdown()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(driftStopGrace):
+		// A list or watch request to a cluster that stopped answering ends
+		// at its request timeout; the term does not wait for that.
+		d.log.Warn("drift watches still ending after the term", "after", driftStopGrace)
+	}
 }
+
+// driftStopGrace is how long the end of a term waits for its drift
+// informers to end.
+var driftStopGrace = 10 * time.Second
 
 func (d *Daemon) driftMode(syncName string) string {
 	for _, s := range d.cfg.Syncs {
