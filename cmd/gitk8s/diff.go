@@ -116,7 +116,11 @@ func (o *diffOptions) compare(ctx context.Context, src string) (applyReport, err
 		opts.Ref, opts.SemVer = o.againstRef, ""
 		return source.Open(ctx, src, opts)
 	})
-	c, err := reconcile.Compare(ctx, o.sync.src.opener(src, o.sync.src.path), base, o.sync.src.renderSettings())
+	settings, err := o.sync.src.renderSettings()
+	if err != nil {
+		return applyReport{}, err
+	}
+	c, err := reconcile.Compare(ctx, o.sync.src.opener(src, o.sync.src.path), base, settings)
 	if err != nil {
 		return applyReport{}, err
 	}

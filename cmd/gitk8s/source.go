@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/gitk8s/gitk8s/internal/chartdeps"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/render"
 	"github.com/gitk8s/gitk8s/internal/source"
@@ -47,6 +48,11 @@ type sourceOptions struct {
 	sshKeyFile     string
 	knownHostsFile string
 	gitTimeout     time.Duration
+
+	helmRepos        []string
+	helmUsername     string
+	helmPasswordFile string
+	helmCAFile       string
 }
 
 func (o *sourceOptions) addFlags(cmd *cobra.Command) {
@@ -75,6 +81,10 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.sshKeyFile, "ssh-key-file", "", "SSH private key (passphrase from $GITK8S_SSH_KEY_PASSPHRASE)")
 	cmd.Flags().StringVar(&o.knownHostsFile, "known-hosts-file", "", "known_hosts for SSH (default ~/.ssh/known_hosts); unknown or changed host keys are refused")
 	cmd.Flags().DurationVar(&o.gitTimeout, "git-timeout", time.Minute, "bound on each Git network operation")
+	cmd.Flags().StringArrayVar(&o.helmRepos, "helm-repo", nil, "chart repository (https://… or oci://HOST/PATH, a URL prefix) that charts' Chart.lock may fetch dependencies from (repeatable; default none: dependencies must be vendored in charts/)")
+	cmd.Flags().StringVar(&o.helmUsername, "helm-username", os.Getenv("GITK8S_HELM_USERNAME"), "user name for the --helm-repo repositories (default $GITK8S_HELM_USERNAME; OCI registries without one use Docker's configuration)")
+	cmd.Flags().StringVar(&o.helmPasswordFile, "helm-password-file", "", "file holding the password or token for the --helm-repo repositories (default: $GITK8S_HELM_PASSWORD)")
+	cmd.Flags().StringVar(&o.helmCAFile, "helm-ca-file", "", "PEM certificate authorities for the --helm-repo repositories")
 }
 
 // stdinReader is what SRC - reads.
@@ -175,7 +185,11 @@ func (o *sourceOptions) openOptions() (source.Options, error) {
 
 // renderSettings are the render flags as the engine reads them. The
 // quantities were checked by parseLimits.
-func (o *sourceOptions) renderSettings() reconcile.RenderSettings {
+func (o *sourceOptions) renderSettings() (reconcile.RenderSettings, error) {
+	repos, err := o.chartRepositories()
+	if err != nil {
+		return reconcile.RenderSettings{}, err
+	}
 	limits := o.renderLimits
 	if q, err := resource.ParseQuantity(o.renderMemory); err == nil {
 		limits.Memory = q.Value()
@@ -184,7 +198,49 @@ func (o *sourceOptions) renderSettings() reconcile.RenderSettings {
 		limits.Output = q.Value()
 	}
 	return reconcile.RenderSettings{AllowRemoteBases: o.allowRemoteBases, JsonnetEntry: o.jsonnetEntry,
-		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs, Helm: o.helm, KustomizeHelm: o.enableHelm, Limits: limits}
+		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs, Helm: o.helm, KustomizeHelm: o.enableHelm, Limits: limits,
+		ChartRepositories: repos, Charts: chartdeps.NewFetcher(chartCacheDir())}, nil
+}
+
+// chartRepositories are the --helm-repo repositories with the --helm-*
+// credentials; without an explicit user name or password, OCI registries
+// use Docker's configuration.
+func (o *sourceOptions) chartRepositories() ([]chartdeps.Repository, error) {
+	var auth source.Auth
+	auth.Username = o.helmUsername
+	auth.Password = os.Getenv("GITK8S_HELM_PASSWORD")
+	if o.helmPasswordFile != "" {
+		data, err := os.ReadFile(o.helmPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--helm-password-file: %w", err)
+		}
+		auth.Password = strings.TrimSpace(string(data))
+	}
+	if o.helmCAFile != "" {
+		data, err := os.ReadFile(o.helmCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--helm-ca-file: %w", err)
+		}
+		auth.CABundle = data
+	}
+	var repos []chartdeps.Repository
+	for _, u := range o.helmRepos {
+		if err := chartdeps.CheckRepositoryURL(u); err != nil {
+			return nil, fmt.Errorf("--helm-repo %s: %w", source.Redact(u), err)
+		}
+		repos = append(repos, chartdeps.Repository{URL: u, Auth: auth})
+	}
+	return repos, nil
+}
+
+// chartCacheDir is where the CLI keeps fetched chart dependencies:
+// $XDG_CACHE_HOME/gitk8s/charts (or the platform's equivalent), else a
+// folder in the temporary directory.
+func chartCacheDir() string {
+	if base, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(base, "gitk8s", "charts")
+	}
+	return filepath.Join(os.TempDir(), "gitk8s-charts")
 }
 
 // checkLimits refuses render limits that are not quantities.
@@ -208,7 +264,12 @@ func (o *sourceOptions) load(ctx context.Context, src string) (*source.Snapshot,
 	if err != nil {
 		return nil, nil, err
 	}
-	bundle, err := render.Render(ctx, o.renderSettings().Options(snap))
+	settings, err := o.renderSettings()
+	if err != nil {
+		_ = snap.Close()
+		return nil, nil, err
+	}
+	bundle, err := settings.Render(ctx, settings.Options(snap))
 	if err != nil {
 		_ = snap.Close()
 		return nil, nil, err

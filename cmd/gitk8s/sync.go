@@ -42,7 +42,7 @@ type syncOptions struct {
 // the daemon's configuration decides them all.
 var settingFlags = []string{"allow-remote-bases", "jsonnet-entry", "tla", "ext-str", "jsonnet-lib", "path",
 	"enable-helm", "release-name", "release-namespace", "values", "set", "kube-version", "api-versions",
-	"render-memory", "render-cpu", "render-timeout", "render-output",
+	"render-memory", "render-cpu", "render-timeout", "render-output", "helm-repo",
 	"namespace", "inventory", "inventory-namespace", "prune", "allow-destructive-prune", "prune-timeout", "force-conflicts",
 	"concurrency", "policy", "policy-builtin", "policy-dir", "policy-exclude-namespace", "no-policy", "wait",
 	"context", "clusters", "selector", "cluster-timeout"}
@@ -81,7 +81,11 @@ func (o *syncOptions) request(cmd *cobra.Command, g *globalOptions, src string, 
 		return o.daemonRequest(ctx, cmd.Flags(), g, src, memory)
 	}
 	settings := reconcile.DefaultSettings()
-	settings.Render = o.src.renderSettings()
+	render, err := o.src.renderSettings()
+	if err != nil {
+		return reconcile.Request{}, nil, err
+	}
+	settings.Render = render
 	settings.Namespace = o.namespace
 	settings.Inventory = reconcile.InventorySettings{Name: o.inventory, Namespace: o.inventoryNamespace}
 	settings.Prune = o.prune

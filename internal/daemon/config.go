@@ -29,8 +29,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gitk8s/gitk8s/internal/chartdeps"
 	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/render"
+	"github.com/gitk8s/gitk8s/internal/source"
 )
 
 // Config is the daemon's configuration file (docs/configuration.md).
@@ -260,6 +262,12 @@ type SourceConfig struct {
 	// values beside (releaseName, namespace, valuesFiles, values, set,
 	// kubeVersion, apiVersions).
 	Helm *render.HelmOptions `json:"helm,omitempty"`
+	// ChartRepositories are the chart repositories (https:// URLs or
+	// oci:// registry paths, matched as prefixes) that the charts'
+	// Chart.lock files may fetch dependencies from, as the CLI's
+	// --helm-repo flags name them; a dependency from any other must be
+	// vendored in charts/.
+	ChartRepositories []ChartRepositoryConfig `json:"chartRepositories,omitempty"`
 	// RenderLimits bound the render of each revision, as the CLI's
 	// --render-memory, --render-cpu, --render-timeout and --render-output
 	// flags do.
@@ -314,6 +322,14 @@ type SourceAuth struct {
 	SecretRef *SecretRef `json:"secretRef,omitempty"`
 	// SecretDir is a directory with one file per key.
 	SecretDir string `json:"secretDir,omitempty"`
+}
+
+// ChartRepositoryConfig is a chart repository a sync may fetch from, with
+// its credentials in a Secret of the same keys as a Git remote's
+// (username, password or token, ca.crt).
+type ChartRepositoryConfig struct {
+	URL  string      `json:"url"`
+	Auth *SourceAuth `json:"auth,omitempty"`
 }
 
 // RefSpec selects a revision; at most one field is set.
@@ -442,17 +458,28 @@ func (c *Config) validate() []error {
 		if s.Source.Interval.Duration != 0 && s.Source.Interval.Duration < time.Second {
 			bad("%s: source.interval %s is shorter than a second", where, s.Source.Interval.Duration)
 		}
-		if a := s.Source.Auth; a != nil {
+		checkAuth := func(field string, a *SourceAuth) {
+			if a == nil {
+				return
+			}
 			switch {
 			case (a.SecretRef == nil) == (a.SecretDir == ""):
-				bad("%s: source.auth: give one of secretRef or secretDir", where)
+				bad("%s: %s: give one of secretRef or secretDir", where, field)
 			case a.SecretRef != nil:
 				for _, e := range (&SecretKeyRef{Namespace: a.SecretRef.Namespace, Name: a.SecretRef.Name}).problems() {
-					bad("%s: source.auth.secretRef: %s", where, e)
+					bad("%s: %s.secretRef: %s", where, field, e)
 				}
 			case !filepath.IsAbs(a.SecretDir):
-				bad("%s: source.auth.secretDir %q must be an absolute path", where, a.SecretDir)
+				bad("%s: %s.secretDir %q must be an absolute path", where, field, a.SecretDir)
 			}
+		}
+		checkAuth("source.auth", s.Source.Auth)
+		for i, r := range s.Source.ChartRepositories {
+			field := fmt.Sprintf("source.chartRepositories[%d]", i)
+			if err := chartdeps.CheckRepositoryURL(r.URL); err != nil {
+				bad("%s: %s.url %s: %v", where, field, source.Redact(r.URL), err)
+			}
+			checkAuth(field+".auth", r.Auth)
 		}
 		if len(s.Clusters) > 0 && s.ClusterSelector != nil {
 			bad("%s: give clusters or clusterSelector, not both", where)

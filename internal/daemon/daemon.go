@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/chartdeps"
 	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/source"
@@ -79,6 +81,8 @@ type Daemon struct {
 	mu       sync.Mutex
 	status   map[string]*SyncStatus
 	triggers map[string]chan struct{}
+	// charts fetches the chart dependencies of every sync.
+	charts *chartdeps.Fetcher
 }
 
 // New connects to the configured clusters (without contacting them).
@@ -94,6 +98,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		opts.GitCacheDir = dir
 	}
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
+		charts: chartdeps.NewFetcher(filepath.Join(opts.GitCacheDir, "charts")),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
 		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
 		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions(), protected: cfg.protected()}

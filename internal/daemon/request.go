@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/gitk8s/gitk8s/internal/chartdeps"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
 )
 
@@ -66,6 +67,14 @@ func (d *Daemon) Request(ctx context.Context, s SyncConfig, src reconcile.Source
 		}
 	}
 	req.Settings.Inventory.Adopt = adopt
+	req.Settings.Render.Charts = d.charts
+	for i, r := range s.Source.ChartRepositories {
+		auth, err := d.readAuth(ctx, r.Auth)
+		if err != nil {
+			return req, fmt.Errorf("sync %s: source.chartRepositories[%d].auth: %w", s.Name, i, err)
+		}
+		req.Settings.Render.ChartRepositories = append(req.Settings.Render.ChartRepositories, chartdeps.Repository{URL: r.URL, Auth: auth})
+	}
 	configs, err := d.clustersOf(s)
 	if err != nil {
 		return req, fmt.Errorf("sync %s: %w", s.Name, err)

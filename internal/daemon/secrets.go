@@ -73,6 +73,35 @@ func (d *Daemon) gitAuth(ctx context.Context, s SyncConfig) (source.Auth, error)
 	if a == nil {
 		return source.Auth{}, nil
 	}
+	data, origin, err := d.authKeys(ctx, a)
+	if err != nil {
+		return source.Auth{}, fmt.Errorf("source.auth: %w", err)
+	}
+	return authFromKeys(s.Source.URL, origin, data)
+}
+
+// readAuth reads HTTPS credentials (username, password or token, ca.crt)
+// from a Secret or a mounted Secret, as for a Git remote; nil reads none.
+func (d *Daemon) readAuth(ctx context.Context, a *SourceAuth) (source.Auth, error) {
+	if a == nil {
+		return source.Auth{}, nil
+	}
+	data, _, err := d.authKeys(ctx, a)
+	if err != nil {
+		return source.Auth{}, err
+	}
+	line := func(key string) string { return strings.TrimSpace(string(data[key])) }
+	auth := source.Auth{Username: line("username"), Password: line("password"), CABundle: data["ca.crt"]}
+	for _, key := range []string{"bearerToken", "token"} {
+		if auth.Password == "" {
+			auth.Password = line(key)
+		}
+	}
+	return auth, nil
+}
+
+// authKeys reads the keys of the Secret (or mounted Secret) a names.
+func (d *Daemon) authKeys(ctx context.Context, a *SourceAuth) (map[string][]byte, secretOrigin, error) {
 	var data map[string][]byte
 	var origin secretOrigin
 	if a.SecretRef != nil {
@@ -83,16 +112,16 @@ func (d *Daemon) gitAuth(ctx context.Context, s SyncConfig) (source.Auth, error)
 		origin = secretOrigin("Secret " + ns + "/" + a.SecretRef.Name)
 		var err error
 		if data, err = d.secrets.get(ctx, ns, a.SecretRef.Name); err != nil {
-			return source.Auth{}, fmt.Errorf("source.auth: %w", err)
+			return nil, origin, err
 		}
 	} else {
 		origin = secretOrigin("secretDir " + a.SecretDir)
 		var err error
 		if data, err = readSecretDir(a.SecretDir); err != nil {
-			return source.Auth{}, fmt.Errorf("source.auth: %w", err)
+			return nil, origin, err
 		}
 	}
-	return authFromKeys(s.Source.URL, origin, data)
+	return data, origin, nil
 }
 
 // authFromKeys maps a Secret's keys, as Flux names them, to credentials.

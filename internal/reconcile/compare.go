@@ -32,7 +32,7 @@ func Compare(ctx context.Context, src, base Source, settings RenderSettings) (*C
 		return nil, err
 	}
 	defer snap.Close()
-	bundle, err := render.Render(ctx, settings.Options(snap))
+	bundle, err := settings.Render(ctx, settings.Options(snap))
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func Compare(ctx context.Context, src, base Source, settings RenderSettings) (*C
 	if baseSnap.Revision == "" {
 		return nil, fmt.Errorf("comparing with another revision needs the source %s to be a Git repository", snap.Origin)
 	}
-	baseBundle, err := render.Render(ctx, settings.Options(baseSnap))
+	baseBundle, err := settings.Render(ctx, settings.Options(baseSnap))
 	if err != nil {
 		return nil, fmt.Errorf("at %s: %w", baseSnap.Revision[:12], err)
 	}

@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gitk8s/gitk8s/internal/hook"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/chartdeps"
 	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/diff"
 	"github.com/gitk8s/gitk8s/internal/federation"
+	"github.com/gitk8s/gitk8s/internal/hook"
 	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/render"
 	"github.com/gitk8s/gitk8s/internal/source"
@@ -35,9 +36,12 @@ func Run(ctx context.Context, req Request) *Result {
 	}
 	defer snap.Close()
 	res.Origin, res.Revision = snap.Origin, snap.Revision
-	bundle, err := render.Render(ctx, renderOptions(ctx, req, snap))
+	bundle, err := req.Settings.Render.Render(ctx, renderOptions(ctx, req, snap))
 	if err != nil {
 		res.Reason, res.Err = RenderFailed, err
+		if errors.Is(err, chartdeps.ErrUnavailable) {
+			res.Reason = SourceUnavailable
+		}
 		return res
 	}
 	res.Objects = len(bundle.Objects)

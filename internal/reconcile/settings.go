@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
+	"github.com/gitk8s/gitk8s/internal/chartdeps"
 	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/render"
 	"github.com/gitk8s/gitk8s/internal/source"
@@ -69,6 +71,13 @@ type RenderSettings struct {
 	Helm render.HelmOptions
 	// Limits bound the render (zero fields: render.DefaultLimits).
 	Limits render.Limits
+	// ChartRepositories are the repositories the charts' Chart.lock files
+	// may fetch dependencies from, with their credentials; a dependency
+	// from any other is refused (vendor it in charts/ instead).
+	ChartRepositories []chartdeps.Repository
+	// Charts fetches and caches those dependencies. It is the driver's, not
+	// a setting of what is applied: nil refuses every dependency to fetch.
+	Charts *chartdeps.Fetcher
 }
 
 // InventorySettings name the ApplySet parent Secret of a sync.
@@ -178,6 +187,22 @@ func (r RenderSettings) Options(snap *source.Snapshot) render.Options {
 		KustomizeHelm:    r.KustomizeHelm,
 		Limits:           r.Limits,
 	}
+}
+
+// Render renders a snapshot as every command and the daemon do: the
+// dependencies its charts' Chart.lock files pin are fetched first, from
+// the allowed repositories, into the Fetcher's cache; then the renderer
+// child renders, and it never reaches the network for them. A fetch that
+// failed on the network wraps chartdeps.ErrUnavailable.
+func (r RenderSettings) Render(ctx context.Context, opts render.Options) (*render.Bundle, error) {
+	if dirs := render.ChartDirs(opts); len(dirs) > 0 {
+		archives, err := r.Charts.Fetch(ctx, opts.Root, dirs, r.ChartRepositories)
+		if err != nil {
+			return nil, err
+		}
+		opts.ChartArchives = archives
+	}
+	return render.Render(ctx, opts)
 }
 
 // applyOptions are the apply options of one run of a sync.

@@ -98,28 +98,48 @@ func isChart(root, dir string) bool {
 
 // HasChart reports whether rendering opts would render a Helm chart: a
 // folder under opts.Path, not inside a kustomization or ignored, holds a
-// Chart.yaml. It reads only names, so a driver can ask before it renders
-// whether the target cluster's capabilities are needed.
+// Chart.yaml, or a kustomization inflates helmCharts. It reads only names
+// (and kustomization text), so a driver can ask before it renders whether
+// the target cluster's capabilities are needed.
 func HasChart(opts Options) bool {
+	dirs, kustomizeHelm := findCharts(opts, true)
+	return len(dirs) > 0 || kustomizeHelm
+}
+
+// ChartDirs are the chart folders (relative to opts.Root) a render of
+// opts would render, in walk order; charts that kustomizations inflate
+// are not among them.
+func ChartDirs(opts Options) []string {
+	dirs, _ := findCharts(opts, false)
+	return dirs
+}
+
+// findCharts walks opts.Path as the render does, reading only names, for
+// folders holding a Chart.yaml; kustomizeHelm says whether a kustomization
+// under it inflates helmCharts (when opts.KustomizeHelm). With first it
+// stops at the first of either.
+func findCharts(opts Options, first bool) (dirs []string, kustomizeHelm bool) {
 	if opts.JsonnetEntry != "" || opts.Files {
-		return false
+		return nil, false
 	}
 	ignore, _ := readIgnore(opts.Root)
-	found := false
+	done := func() bool { return first && (len(dirs) > 0 || kustomizeHelm) }
 	var walk func(dir string, depth int)
 	walk = func(dir string, depth int) {
-		if found || depth > 64 {
+		if done() || depth > 64 {
 			return
 		}
 		if file := kustomizationIn(opts.Root, dir); file != "" {
 			// A kustomization may reach charts through helmCharts; its
 			// text is enough to tell (the parent parses no repository
 			// YAML).
-			found = opts.KustomizeHelm && kustomizationsMention(opts.Root, dir, "helmCharts")
+			if opts.KustomizeHelm && !kustomizeHelm {
+				kustomizeHelm = kustomizationsMention(opts.Root, dir, "helmCharts")
+			}
 			return
 		}
 		if isChart(opts.Root, dir) {
-			found = true
+			dirs = append(dirs, dir)
 			return
 		}
 		entries, err := os.ReadDir(filepath.Join(opts.Root, dir))
@@ -144,7 +164,7 @@ func HasChart(opts Options) bool {
 	if fs.ValidPath(dir) {
 		walk(dir, 0)
 	}
-	return found
+	return dirs, kustomizeHelm
 }
 
 // kustomizationsMention reports whether a kustomization file under dir
@@ -175,8 +195,10 @@ const maxChartBytes = 64 << 20
 
 // loadChart reads the chart in dir as Helm's loader reads a chart folder
 // (.helmignore honoured), but only regular files inside the source: a link
-// is followed only where it stays inside.
-func loadChart(root, dir string) (*chart.Chart, error) {
+// is followed only where it stays inside. The archives, fetched by the
+// driver from the repositories Chart.lock names, join the chart's charts/
+// folder.
+func loadChart(root, dir string, archives []string) (*chart.Chart, error) {
 	absRoot, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
@@ -237,11 +259,36 @@ func loadChart(root, dir string) (*chart.Chart, error) {
 	if err := walk("", 0); err != nil {
 		return nil, &Error{Source: Source{File: path.Join(dir, ChartFile)}, Err: fmt.Errorf("the chart cannot be read: %w", err)}
 	}
+	for _, a := range archives {
+		data, err := readArchive(a, maxChartBytes-total)
+		if err != nil {
+			return nil, &Error{Source: Source{File: path.Join(dir, "Chart.lock")}, Err: fmt.Errorf("a fetched dependency cannot be read: %w", err)}
+		}
+		total += int64(len(data))
+		files = append(files, &archive.BufferedFile{Name: "charts/" + filepath.Base(a), Data: data})
+	}
 	c, err := loader.LoadFiles(files)
 	if err != nil {
 		return nil, &Error{Source: Source{File: path.Join(dir, ChartFile)}, Err: fmt.Errorf("the chart cannot be loaded: %w", err)}
 	}
 	return c, nil
+}
+
+// readArchive reads a fetched dependency archive of at most limit bytes.
+func readArchive(file string, limit int64) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("the chart and its dependencies are more than %s", byteSize(maxChartBytes))
+	}
+	return data, nil
 }
 
 // chartValues merges the values of opts as helm template does: values
@@ -300,9 +347,9 @@ func unwrapPathError(err error) error {
 // folder. Template evaluation happens here, in the renderer child, under
 // its limits; nothing reaches the network or a cluster (lookup returns
 // nothing, as in helm template).
-func renderChart(ctx context.Context, root, dir string, opts HelmOptions) ([]*Object, error) {
+func renderChart(ctx context.Context, root, dir string, opts HelmOptions, archives []string) ([]*Object, error) {
 	chartSrc := Source{File: path.Join(dir, ChartFile)}
-	c, err := loadChart(root, dir)
+	c, err := loadChart(root, dir, archives)
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,12 @@ type Options struct {
 	// another tool's (Helm values, a jsonnet library) is an error naming
 	// it, where a walk of a folder leaves such a file out.
 	Files bool
+	// ChartArchives are dependency archives fetched for charts: chart
+	// folder (relative to Root) → .tgz files on disk, as `helm dependency
+	// build` would have put them in the chart's charts/ folder. The driver
+	// fetches them (see package chartdeps) before the render, which never
+	// reaches the network.
+	ChartArchives map[string][]string
 }
 
 // IgnoreFile lists, in gitignore syntax, files and folders of the source
@@ -138,7 +144,7 @@ func (w *walker) walk(ctx context.Context, dir string) error {
 		return nil
 	}
 	if isChart(w.opts.Root, dir) {
-		w.add(renderChart(ctx, w.opts.Root, dir, w.opts.Helm))
+		w.add(renderChart(ctx, w.opts.Root, dir, w.opts.Helm, w.opts.ChartArchives[dir]))
 		return nil
 	}
 	entries, err := os.ReadDir(filepath.Join(w.opts.Root, dir))
