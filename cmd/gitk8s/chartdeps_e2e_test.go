@@ -23,8 +23,9 @@ import (
 // loopback that wants a password. The CLI fetches it with --helm-repo and
 // the credentials in its environment, the daemon with the sync's
 // chartRepositories and a Secret; without the repository allowed, the
-// apply fails naming Chart.lock and writes nothing. The password is in no
-// output.
+// apply fails naming Chart.lock and writes nothing, and with the
+// repository down the daemon's sync is SourceUnavailable with nothing
+// lost. The password is in no output.
 func TestChartDependenciesCLIAndDaemon(t *testing.T) {
 	const user, password = "chart-reader", "chart-repo-pw-9931"
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
@@ -132,6 +133,19 @@ syncs:
 	}
 	if _, err := client.AppsV1().StatefulSets(ns).Get(context.Background(), "daemon-cache", metav1.GetOptions{}); err != nil {
 		t.Errorf("the daemon's fetched dependency: %v", err)
+	}
+	// The repository goes away: the next reconcile is SourceUnavailable,
+	// and what was applied stays.
+	repo.Close()
+	srv.Commit(t, map[string]string{"shop/values.yaml": files["shop/values.yaml"] + "\n# a new revision\n"})
+	_ = d.Reconcile(context.Background(), cfg.Syncs[0])
+	st = statusOf(t, d, name)
+	outputs = append(outputs, st.LastError, fmt.Sprint(st))
+	if r := st.Condition("Ready").Reason; r != string(reconcile.SourceUnavailable) || !strings.Contains(st.LastError, "shop/Chart.lock") {
+		t.Errorf("with the chart repository down: %s: %s; want SourceUnavailable naming shop/Chart.lock", r, st.LastError)
+	}
+	if _, err := client.AppsV1().StatefulSets(ns).Get(context.Background(), "daemon-cache", metav1.GetOptions{}); err != nil {
+		t.Errorf("a failed fetch removed what was applied: %v", err)
 	}
 	for _, out := range outputs {
 		if strings.Contains(out, password) {

@@ -50,6 +50,14 @@ syncs:
 - name: badname
   source: {url: https://git.example/x.git, auth: {secretRef: {name: Git_Creds}}}
   clusters: [a]
+- name: charts
+  source:
+    url: https://git.example/x.git
+    chartRepositories:
+    - {url: "ftp://charts.example.com"}
+    - {url: "https://user:pw@charts.example.com"}
+    - {url: "oci://registry.example.com/charts", auth: {secretDir: charts}}
+  clusters: [a]
 webhooks:
   receivers:
   - {name: none, provider: github}
@@ -70,6 +78,9 @@ webhooks:
 		"sync neither: source.auth: give one of secretRef or secretDir",
 		`sync relative: source.auth.secretDir "etc/git" must be an absolute path`,
 		`sync badname: source.auth.secretRef: name "Git_Creds"`,
+		"sync charts: source.chartRepositories[0].url ftp://charts.example.com: a chart repository is an https:// (or http://) URL or an oci:// registry path",
+		"sync charts: source.chartRepositories[1].url https://xxxxx:xxxxx@charts.example.com: give credentials apart from the URL",
+		`sync charts: source.chartRepositories[2].auth.secretDir "charts" must be an absolute path`,
 		"webhooks.receivers[0]: secretFile or secretRef is required",
 		"webhooks.receivers[1]: give secretFile or secretRef, not both",
 		`webhooks.receivers[2]: secretRef: key "no/slash"`,
