@@ -8,6 +8,7 @@ DEMO_DIR  := $(CACHE)/demo
 CLUSTERS  ?= 1
 KWOK_VERSION := v0.8.0
 HELM_VERSION := $(shell sed -n "s|^[[:space:]]*helm.sh/helm/v4 \(v[^ ]*\).*|\1|p" go.mod)
+SOPS_VERSION := $(shell sed -n "s|^[[:space:]]*github.com/getsops/sops/v3 \(v[^ ]*\).*|\1|p" go.mod)
 K8S_VERSION := v1.37.2
 K8S_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(K8S_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=37 -X $(pkg).gitTreeState=clean)
@@ -15,7 +16,7 @@ CONTROLPLANE_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-ma
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build controlplane helm chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
+.PHONY: all build controlplane helm sops chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
 
 all: build
 
@@ -57,6 +58,12 @@ demo: build controlplane
 demo-down:
 	$(GO) run ./cmd/localcluster down -dir $(DEMO_DIR)
 
+## sops: the sops CLI of the version gitk8s decrypts with, for the tests that decrypt files it encrypted
+sops: $(BIN)/sops
+
+$(BIN)/sops:
+	cd $(CACHE) && GOBIN=$(BIN) GOFLAGS=-mod=mod $(GO) install github.com/getsops/sops/v3/cmd/sops@$(SOPS_VERSION)
+
 ## chromium: headless Chromium from Debian, for the browser test of the daemon's status page
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
@@ -64,7 +71,7 @@ chromium:
 ## test: unit tests and end-to-end tests against the local control plane, with the race detector, then the fuzzers
 # A binary built with -race sleeps 1 s before it exits unless GORACE says
 # otherwise, and the tests start many (renderer children among them).
-test: controlplane helm chromium
+test: controlplane helm sops chromium
 	scripts/check-tree.sh
 	$(GO) vet ./...
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 45m ./...

@@ -190,6 +190,10 @@ func (o *sourceOptions) renderSettings() (reconcile.RenderSettings, error) {
 	if err != nil {
 		return reconcile.RenderSettings{}, err
 	}
+	ageKeys, err := sopsAgeKeys()
+	if err != nil {
+		return reconcile.RenderSettings{}, err
+	}
 	limits := o.renderLimits
 	if q, err := resource.ParseQuantity(o.renderMemory); err == nil {
 		limits.Memory = q.Value()
@@ -199,7 +203,28 @@ func (o *sourceOptions) renderSettings() (reconcile.RenderSettings, error) {
 	}
 	return reconcile.RenderSettings{AllowRemoteBases: o.allowRemoteBases, JsonnetEntry: o.jsonnetEntry,
 		TLAs: o.tlas, ExtVars: o.extVars, JsonnetLibs: o.jsonnetLibs, Helm: o.helm, KustomizeHelm: o.enableHelm, Limits: limits,
-		ChartRepositories: repos, Charts: chartdeps.NewFetcher(chartCacheDir())}, nil
+		ChartRepositories: repos, Charts: chartdeps.NewFetcher(chartCacheDir()), SOPS: render.SOPSOptions{AgeKeys: ageKeys}}, nil
+}
+
+// sopsAgeKeys are the age keys SOPS-encrypted files are decrypted with,
+// found where the sops CLI finds them: $SOPS_AGE_KEY, the file
+// $SOPS_AGE_KEY_FILE names, else the user's sops/age/keys.txt.
+func sopsAgeKeys() (string, error) {
+	keys := os.Getenv("SOPS_AGE_KEY")
+	if file := os.Getenv("SOPS_AGE_KEY_FILE"); file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("$SOPS_AGE_KEY_FILE: %w", err)
+		}
+		keys += "\n" + string(data)
+	} else if keys == "" {
+		if dir, err := os.UserConfigDir(); err == nil {
+			if data, err := os.ReadFile(filepath.Join(dir, "sops", "age", "keys.txt")); err == nil {
+				keys = string(data)
+			}
+		}
+	}
+	return keys, nil
 }
 
 // chartRepositories are the --helm-repo repositories with the --helm-*

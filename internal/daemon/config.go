@@ -268,6 +268,10 @@ type SourceConfig struct {
 	// --helm-repo flags name them; a dependency from any other must be
 	// vendored in charts/.
 	ChartRepositories []ChartRepositoryConfig `json:"chartRepositories,omitempty"`
+	// Decryption decrypts the files SOPS encrypted, as Flux's
+	// spec.decryption does: provider sops, and a Secret whose keys ending
+	// in .agekey hold age identities.
+	Decryption *DecryptionConfig `json:"decryption,omitempty"`
 	// RenderLimits bound the render of each revision, as the CLI's
 	// --render-memory, --render-cpu, --render-timeout and --render-output
 	// flags do.
@@ -322,6 +326,17 @@ type SourceAuth struct {
 	SecretRef *SecretRef `json:"secretRef,omitempty"`
 	// SecretDir is a directory with one file per key.
 	SecretDir string `json:"secretDir,omitempty"`
+}
+
+// DecryptionConfig names the keys of a sync's SOPS-encrypted files.
+type DecryptionConfig struct {
+	// Provider is sops, the only one.
+	Provider string `json:"provider"`
+	// SecretRef names a Secret (in the home cluster, namespace default
+	// gitk8s-system) whose *.agekey keys hold age identities; SecretDir is
+	// such a Secret mounted. Exactly one is given.
+	SecretRef *SecretRef `json:"secretRef,omitempty"`
+	SecretDir string     `json:"secretDir,omitempty"`
 }
 
 // ChartRepositoryConfig is a chart repository a sync may fetch from, with
@@ -474,6 +489,12 @@ func (c *Config) validate() []error {
 			}
 		}
 		checkAuth("source.auth", s.Source.Auth)
+		if dec := s.Source.Decryption; dec != nil {
+			if dec.Provider != "sops" {
+				bad("%s: source.decryption.provider %q: the only provider is sops", where, dec.Provider)
+			}
+			checkAuth("source.decryption", &SourceAuth{SecretRef: dec.SecretRef, SecretDir: dec.SecretDir})
+		}
 		for i, r := range s.Source.ChartRepositories {
 			field := fmt.Sprintf("source.chartRepositories[%d]", i)
 			if err := chartdeps.CheckRepositoryURL(r.URL); err != nil {

@@ -75,6 +75,13 @@ func (d *Daemon) Request(ctx context.Context, s SyncConfig, src reconcile.Source
 		}
 		req.Settings.Render.ChartRepositories = append(req.Settings.Render.ChartRepositories, chartdeps.Repository{URL: r.URL, Auth: auth})
 	}
+	if dec := s.Source.Decryption; dec != nil {
+		keys, err := d.ageKeys(ctx, dec)
+		if err != nil {
+			return req, fmt.Errorf("sync %s: source.decryption: %w", s.Name, err)
+		}
+		req.Settings.Render.SOPS.AgeKeys = keys
+	}
 	configs, err := d.clustersOf(s)
 	if err != nil {
 		return req, fmt.Errorf("sync %s: %w", s.Name, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -98,6 +99,31 @@ func (d *Daemon) readAuth(ctx context.Context, a *SourceAuth) (source.Auth, erro
 		}
 	}
 	return auth, nil
+}
+
+// ageKeys reads the age identities of a sync's decryption Secret: every
+// key whose name ends in .agekey, as Flux names them.
+func (d *Daemon) ageKeys(ctx context.Context, dec *DecryptionConfig) (string, error) {
+	data, origin, err := d.authKeys(ctx, &SourceAuth{SecretRef: dec.SecretRef, SecretDir: dec.SecretDir})
+	if err != nil {
+		return "", err
+	}
+	names := make([]string, 0, len(data))
+	for k := range data {
+		if strings.HasSuffix(k, ".agekey") {
+			names = append(names, k)
+		}
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("%s has no key ending in .agekey (an age identity, as age-keygen writes it)", origin)
+	}
+	sort.Strings(names)
+	var keys strings.Builder
+	for _, k := range names {
+		keys.Write(data[k])
+		keys.WriteString("\n")
+	}
+	return keys.String(), nil
 }
 
 // authKeys reads the keys of the Secret (or mounted Secret) a names.

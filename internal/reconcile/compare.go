@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/diff"
@@ -26,7 +27,14 @@ type Comparison struct {
 // Compare renders the revision src opens and the base revision, both with
 // the same render settings, and compares them object by object. Secret
 // values of both are masked in every diff.
+//
+// Without age keys, files encrypted with SOPS are compared as they are:
+// their ciphertext, masked like Secret values, so that a review shows
+// which encrypted values changed without anyone decrypting them.
 func Compare(ctx context.Context, src, base Source, settings RenderSettings) (*Comparison, error) {
+	if strings.TrimSpace(settings.SOPS.AgeKeys) == "" {
+		settings.SOPS.Ciphertext = true
+	}
 	snap, err := src.Open(ctx)
 	if err != nil {
 		return nil, err

@@ -75,6 +75,10 @@ type RenderSettings struct {
 	// may fetch dependencies from, with their credentials; a dependency
 	// from any other is refused (vendor it in charts/ instead).
 	ChartRepositories []chartdeps.Repository
+	// SOPS holds the age keys that files encrypted with SOPS are decrypted
+	// with, in the renderer only; without keys an encrypted file fails
+	// the render.
+	SOPS render.SOPSOptions
 	// Charts fetches and caches those dependencies. It is the driver's, not
 	// a setting of what is applied: nil refuses every dependency to fetch.
 	Charts *chartdeps.Fetcher
@@ -186,6 +190,7 @@ func (r RenderSettings) Options(snap *source.Snapshot) render.Options {
 		Helm:             r.Helm,
 		KustomizeHelm:    r.KustomizeHelm,
 		Limits:           r.Limits,
+		SOPS:             r.SOPS,
 	}
 }
 

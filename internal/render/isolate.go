@@ -97,9 +97,10 @@ type (
 		Errors  []childError  `json:"errors,omitempty"`
 	}
 	childObject struct {
-		File   string         `json:"file"`
-		Line   int            `json:"line,omitempty"`
-		Object map[string]any `json:"object"`
+		File      string         `json:"file"`
+		Line      int            `json:"line,omitempty"`
+		Object    map[string]any `json:"object"`
+		Encrypted bool           `json:"encrypted,omitempty"`
 	}
 	childError struct {
 		// Render is true for an *Error (file, line, object); false for
@@ -279,8 +280,9 @@ func decodeResponse(data []byte, limits Limits) (*Bundle, error) {
 	bundle := &Bundle{Objects: make([]*Object, 0, len(resp.Objects)), Skipped: resp.Skipped}
 	for _, o := range resp.Objects {
 		bundle.Objects = append(bundle.Objects, &Object{
-			Object: &unstructured.Unstructured{Object: o.Object},
-			Source: Source{File: o.File, Line: o.Line},
+			Object:    &unstructured.Unstructured{Object: o.Object},
+			Source:    Source{File: o.File, Line: o.Line},
+			Encrypted: o.Encrypted,
 		})
 	}
 	return bundle, nil
@@ -364,7 +366,7 @@ func renderForChild(opts Options) (resp childResponse) {
 	}
 	resp.Skipped = bundle.Skipped
 	for _, o := range bundle.Objects {
-		resp.Objects = append(resp.Objects, childObject{File: o.Source.File, Line: o.Source.Line, Object: o.Object.Object})
+		resp.Objects = append(resp.Objects, childObject{File: o.Source.File, Line: o.Source.Line, Object: o.Object.Object, Encrypted: o.Encrypted})
 	}
 	return resp
 }

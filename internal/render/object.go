@@ -27,6 +27,8 @@ func (s Source) String() string {
 type Object struct {
 	Object *unstructured.Unstructured
 	Source Source
+	// Encrypted says the object was decrypted from a file SOPS encrypted.
+	Encrypted bool
 }
 
 // ID is the object's identity: group, kind, namespace and name.

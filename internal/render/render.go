@@ -54,6 +54,8 @@ type Options struct {
 	// fetches them (see package chartdeps) before the render, which never
 	// reaches the network.
 	ChartArchives map[string][]string
+	// SOPS are the keys that files encrypted with SOPS are decrypted with.
+	SOPS SOPSOptions
 }
 
 // IgnoreFile lists, in gitignore syntax, files and folders of the source
@@ -183,7 +185,7 @@ func (w *walker) walk(ctx context.Context, dir string) error {
 			if err != nil {
 				return err
 			}
-			objs, err := decodeFile(rel, data)
+			objs, err := w.decodeManifests(rel, data)
 			if what := toolFile(rel, objs, err); what != "" {
 				w.skipped = append(w.skipped, Skipped{File: rel, What: what})
 				continue
@@ -194,6 +196,31 @@ func (w *walker) walk(ctx context.Context, dir string) error {
 		}
 	}
 	return nil
+}
+
+// decodeManifests decodes a YAML or JSON file of manifests, decrypting it
+// first when SOPS encrypted it. Only Secrets may be encrypted: the masker
+// knows a Secret's values, so a decrypted value never reaches an output.
+func (w *walker) decodeManifests(rel string, data []byte) ([]*Object, error) {
+	if !isSOPSFile(data) || w.opts.SOPS.Ciphertext {
+		return decodeFile(rel, data)
+	}
+	plain, err := decryptSOPS(rel, data, w.opts.SOPS)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := decodeFile(rel, plain)
+	if err != nil {
+		// The plaintext stays out of the message: name the file only.
+		return nil, &Error{Source: Source{File: rel}, Err: errors.New("the decrypted file is not valid manifests; decrypt it with sops and fix it")}
+	}
+	for _, o := range objs {
+		if o.Object.GetKind() != "Secret" || o.Object.GroupVersionKind().Group != "" {
+			return nil, &Error{Source: Source{File: rel}, Object: o.Ref(), Err: errors.New("gitk8s decrypts Secrets only, so that every decrypted value stays masked in every output; make it a Secret, or keep it unencrypted")}
+		}
+		o.Encrypted = true
+	}
+	return objs, nil
 }
 
 // walkFiles reads a folder of files named one by one (Options.Files):
@@ -228,7 +255,7 @@ func (w *walker) walkFiles(ctx context.Context, dir string) error {
 			w.errs = append(w.errs, &Error{Source: Source{File: rel}, Err: errors.New("this is a kustomization, which kustomize builds from its folder; give the folder as SRC")})
 			continue
 		}
-		objs, err := decodeFile(rel, data)
+		objs, err := w.decodeManifests(rel, data)
 		if what := toolFile(rel, objs, err); what != "" {
 			w.errs = append(w.errs, toolFileError(rel, what))
 			continue
