@@ -293,7 +293,7 @@ func readArchive(file string, limit int64) ([]byte, error) {
 
 // chartValues merges the values of opts as helm template does: values
 // files in order, then the inline values, then --set pairs.
-func chartValues(root, dir string, opts HelmOptions) (map[string]any, error) {
+func chartValues(root, dir string, opts HelmOptions, decrypt *sopsReader) (map[string]any, error) {
 	vals := map[string]any{}
 	for _, f := range opts.ValuesFiles {
 		file := path.Clean(path.Join(dir, filepath.ToSlash(f)))
@@ -303,6 +303,9 @@ func chartValues(root, dir string, opts HelmOptions) (map[string]any, error) {
 		data, err := readConfined(root, file)
 		if err != nil {
 			return nil, &Error{Source: Source{File: file}, Err: fmt.Errorf("values file: %w", unwrapPathError(err))}
+		}
+		if data, err = decrypt.read(file, data); err != nil {
+			return nil, err
 		}
 		var m map[string]any
 		if err := yaml.Unmarshal(data, &m); err != nil {
@@ -347,7 +350,7 @@ func unwrapPathError(err error) error {
 // folder. Template evaluation happens here, in the renderer child, under
 // its limits; nothing reaches the network or a cluster (lookup returns
 // nothing, as in helm template).
-func renderChart(ctx context.Context, root, dir string, opts HelmOptions, archives []string) ([]*Object, error) {
+func renderChart(ctx context.Context, root, dir string, opts HelmOptions, archives []string, sopsOpts SOPSOptions) ([]*Object, error) {
 	chartSrc := Source{File: path.Join(dir, ChartFile)}
 	c, err := loadChart(root, dir, archives)
 	if err != nil {
@@ -356,7 +359,8 @@ func renderChart(ctx context.Context, root, dir string, opts HelmOptions, archiv
 	if err := missingDependencies(c); err != nil {
 		return nil, &Error{Source: chartSrc, Err: err}
 	}
-	vals, err := chartValues(root, dir, opts)
+	decrypt := &sopsReader{opts: sopsOpts}
+	vals, err := chartValues(root, dir, opts, decrypt)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +389,10 @@ func renderChart(ctx context.Context, root, dir string, opts HelmOptions, archiv
 	install.APIVersions = common.VersionSet(opts.APIVersions)
 	rel, err := runInstall(ctx, install, c, vals)
 	if err != nil {
-		return nil, chartError(dir, c.Name(), err)
+		decrypt.mu.Lock()
+		hidden := append([]string(nil), decrypt.seen...)
+		decrypt.mu.Unlock()
+		return nil, chartError(dir, c.Name(), errors.New(redactSecretInputs(err.Error(), hidden)))
 	}
 	var objects []*Object
 	var errs []error
@@ -410,6 +417,9 @@ func renderChart(ctx context.Context, root, dir string, opts HelmOptions, archiv
 			continue
 		}
 		addManifest(h.Path, h.Manifest)
+	}
+	if err := decrypt.checkHeld(path.Join(dir, ChartFile), objects); err != nil {
+		errs = append(errs, err)
 	}
 	return objects, errors.Join(errs...)
 }

@@ -62,7 +62,8 @@ func renderKustomization(ctx context.Context, root, dir, file string, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	disk := confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot, overlay: overlay}
+	decrypt := &sopsReader{opts: opts.SOPS}
+	disk := confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: absRoot, overlay: overlay, sops: decrypt}
 	k := krusty.MakeKustomizer(&krusty.Options{
 		Reorder:          krusty.ReorderOptionUnspecified,
 		LoadRestrictions: types.LoadRestrictionsRootOnly,
@@ -73,7 +74,14 @@ func renderKustomization(ctx context.Context, root, dir, file string, opts Optio
 	kustomizeMu.Unlock()
 	if err != nil {
 		msg := strings.ReplaceAll(err.Error(), absRoot+string(filepath.Separator), "")
-		return nil, &Error{Source: src, Err: fmt.Errorf("kustomize build failed: %s", redactSecretInputs(msg, secretInputs(root, dir)))}
+		var sopsErr *Error
+		if errors.As(err, &sopsErr) && sopsErr.Source.File != "" {
+			return nil, sopsErr // a file that cannot be decrypted, named
+		}
+		decrypt.mu.Lock()
+		hidden := append(secretInputs(root, dir), decrypt.seen...)
+		decrypt.mu.Unlock()
+		return nil, &Error{Source: src, Err: fmt.Errorf("kustomize build failed: %s", redactSecretInputs(msg, hidden))}
 	}
 	var objects []*Object
 	for _, res := range resMap.Resources() {
@@ -90,6 +98,9 @@ func renderKustomization(ctx context.Context, root, dir, file string, opts Optio
 			return nil, &Error{Source: src, Object: describe(u), Err: err}
 		}
 		objects = append(objects, &Object{Object: u, Source: src})
+	}
+	if err := decrypt.checkHeld(file, objects); err != nil {
+		return nil, err
 	}
 	return objects, nil
 }
@@ -302,6 +313,8 @@ type confinedFS struct {
 	// overlay holds files (absolute paths) that are read instead of the
 	// disk's: the kustomizations whose Helm charts were inflated.
 	overlay map[string][]byte
+	// sops, when set, decrypts the SOPS-encrypted files read.
+	sops *sopsReader
 }
 
 func (c confinedFS) inside(p string) error {
@@ -349,7 +362,11 @@ func (c confinedFS) ReadFile(p string) ([]byte, error) {
 	if info, err := os.Stat(p); err == nil && !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", strings.TrimPrefix(p, c.root+string(filepath.Separator)))
 	}
-	return c.FileSystem.ReadFile(p)
+	data, err := c.FileSystem.ReadFile(p)
+	if err != nil || c.sops == nil {
+		return data, err
+	}
+	return c.sops.read(filepath.ToSlash(strings.TrimPrefix(p, c.root+string(filepath.Separator))), data)
 }
 
 // readConfined reads the file rel of the source at root as kustomize's

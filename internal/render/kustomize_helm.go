@@ -160,5 +160,5 @@ func inflateOne(ctx context.Context, root, kdir, file string, globals *types.Hel
 	if _, err := os.Stat(filepath.Join(root, chartDir)); err != nil {
 		return nil, bad("%v", err)
 	}
-	return renderChart(ctx, root, chartDir, h, opts.ChartArchives[chartDir])
+	return renderChart(ctx, root, chartDir, h, opts.ChartArchives[chartDir], opts.SOPS)
 }

@@ -146,7 +146,7 @@ func (w *walker) walk(ctx context.Context, dir string) error {
 		return nil
 	}
 	if isChart(w.opts.Root, dir) {
-		w.add(renderChart(ctx, w.opts.Root, dir, w.opts.Helm, w.opts.ChartArchives[dir]))
+		w.add(renderChart(ctx, w.opts.Root, dir, w.opts.Helm, w.opts.ChartArchives[dir], w.opts.SOPS))
 		return nil
 	}
 	entries, err := os.ReadDir(filepath.Join(w.opts.Root, dir))
@@ -205,7 +205,7 @@ func (w *walker) decodeManifests(rel string, data []byte) ([]*Object, error) {
 	if !isSOPSFile(data) || w.opts.SOPS.Ciphertext {
 		return decodeFile(rel, data)
 	}
-	plain, err := decryptSOPS(rel, data, w.opts.SOPS)
+	plain, _, err := decryptSOPS(rel, data, w.opts.SOPS)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -163,4 +165,85 @@ func unstructuredString(obj map[string]any, fields ...string) (string, bool, err
 	}
 	s, ok := cur.(string)
 	return s, ok, nil
+}
+
+// TestSOPSInKustomizeAndHelm: files kustomize and Helm read — a Secret
+// resource, a Secret generator's env file, a values file — are decrypted
+// in memory; a ConfigMap made from a decrypted value is refused, since
+// only Secrets are masked, and no error holds the value.
+func TestSOPSInKustomizeAndHelm(t *testing.T) {
+	key := newAgeKey(t)
+	r := key.Recipient().String()
+	env := sopsEncrypt(t, "db.env", "DB_PASSWORD=sops-env-Jw61\n", r)
+	values := sopsEncrypt(t, "secrets.yaml", "password: sops-values-Rt92\n", r)
+	secret := sopsEncrypt(t, "secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: api}\nstringData: {token: sops-res-Ab17}\n", r)
+	chart := "apiVersion: v2\nname: web\nversion: 0.1.0\n"
+	secretTemplate := "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData:\n  password: {{ .Values.password | quote }}\n"
+	cmTemplate := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata:\n  password: {{ .Values.password | quote }}\n"
+	files := map[string]string{
+		"kust/kustomization.yaml":     "resources: [secret.yaml]\nsecretGenerator:\n- name: db\n  envs: [db.env]\n",
+		"kust/secret.yaml":            secret,
+		"kust/db.env":                 env,
+		"kustcm/kustomization.yaml":   "configMapGenerator:\n- name: db\n  envs: [db.env]\n",
+		"kustcm/db.env":               env,
+		"chart/Chart.yaml":            chart,
+		"chart/secrets.yaml":          values,
+		"chart/templates/secret.yaml": secretTemplate,
+		"chartcm/Chart.yaml":          chart,
+		"chartcm/secrets.yaml":        values,
+		"chartcm/templates/cm.yaml":   cmTemplate,
+	}
+	root := testenv.WriteFiles(t, files)
+	keys := SOPSOptions{AgeKeys: key.String()}
+
+	bundle, err := Render(t.Context(), Options{Root: root, Path: "kust", SOPS: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]string{}
+	for _, o := range bundle.Objects {
+		if !o.Encrypted {
+			t.Errorf("%s holds decrypted values but is not marked", o.Ref())
+		}
+		data, _ := o.Object.MarshalJSON()
+		found[o.Object.GetKind()+"/"+strings.SplitN(o.Object.GetName(), "-", 2)[0]] = string(data)
+	}
+	if !strings.Contains(found["Secret/api"], "sops-res-Ab17") {
+		t.Errorf("the encrypted Secret resource was not decrypted: %s", found["Secret/api"])
+	}
+	if !strings.Contains(found["Secret/db"], base64.StdEncoding.EncodeToString([]byte("sops-env-Jw61"))) {
+		t.Errorf("the Secret generator's env file was not decrypted: %s", found["Secret/db"])
+	}
+
+	bundle, err = Render(t.Context(), Options{Root: root, Path: "chart", SOPS: keys, Helm: HelmOptions{ValuesFiles: []string{"secrets.yaml"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bundle.Objects) != 1 || !strings.Contains(fmt.Sprint(bundle.Objects[0].Object.Object), "sops-values-Rt92") {
+		t.Errorf("the chart did not render the decrypted value: %v", bundle.Objects)
+	}
+
+	for _, tc := range []struct {
+		path, file string
+		helm       HelmOptions
+	}{
+		{"kustcm", "kustcm/kustomization.yaml", HelmOptions{}},
+		{"chartcm", "chartcm/Chart.yaml", HelmOptions{ValuesFiles: []string{"secrets.yaml"}}},
+	} {
+		_, err := Render(t.Context(), Options{Root: root, Path: tc.path, SOPS: keys, Helm: tc.helm})
+		if err == nil || !strings.Contains(err.Error(), tc.file) || !strings.Contains(err.Error(), "ConfigMap/") || !strings.Contains(err.Error(), "only Secrets") {
+			t.Errorf("%s: want an error naming %s and the ConfigMap that holds a decrypted value, got %v", tc.path, tc.file, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), "sops-env-Jw61") || strings.Contains(err.Error(), "sops-values-Rt92")) {
+			t.Errorf("%s: the error holds the decrypted value: %v", tc.path, err)
+		}
+	}
+
+	// Without the key, each fails naming the encrypted file.
+	for path, file := range map[string]string{"kust": "kust/", "chart": "chart/secrets.yaml"} {
+		_, err := Render(t.Context(), Options{Root: root, Path: path, Helm: HelmOptions{ValuesFiles: []string{"secrets.yaml"}}})
+		if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "no age key") {
+			t.Errorf("%s without a key: want an error naming %s, got %v", path, file, err)
+		}
+	}
 }

@@ -11,8 +11,9 @@ import (
 
 // SOPSEncrypt encrypts content (a file's, named name for its format) with
 // the sops CLI the Makefile builds (make sops), for the age recipients,
-// as a repository's maintainer would: the data and stringData of YAML and
-// JSON manifests, all of other files. It returns the encrypted content.
+// as a repository's maintainer would: the data and stringData of a
+// manifest (YAML or JSON with a kind), every value of other files. It
+// returns the encrypted content.
 func SOPSEncrypt(t testing.TB, name, content string, recipients ...string) string {
 	t.Helper()
 	root, err := RepoRoot()
@@ -29,7 +30,7 @@ func SOPSEncrypt(t testing.TB, name, content string, recipients ...string) strin
 		t.Fatal(err)
 	}
 	args := []string{"--encrypt", "--age", strings.Join(recipients, ",")}
-	if ext := filepath.Ext(name); ext == ".yaml" || ext == ".yml" || ext == ".json" {
+	if strings.Contains(content, "kind:") || strings.Contains(content, `"kind"`) {
 		args = append(args, "--encrypted-regex", "^(data|stringData)$")
 	}
 	cmd := exec.Command(bin, append(args, file)...)
