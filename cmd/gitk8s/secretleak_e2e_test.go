@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -233,6 +234,7 @@ func TestNoSecretValueLeaks(t *testing.T) {
 		"refused":          "leak-refused-" + r + "\nrefused second line " + r,
 		"refused number":   strconv.FormatInt(pin.Int64()+100000000000, 10),
 		"broken literal":   "leak-broken-literal-" + r,
+		"sops-encrypted":   "leak-sops-" + r,
 	}
 	credentials := map[string]string{
 		"Git password":                "p@ss/w:rd+" + r,
@@ -246,6 +248,14 @@ func TestNoSecretValueLeaks(t *testing.T) {
 		"wrong webhook token":         "wrong-whsec-" + r,
 		"Git password in environment": "env-p@ss-" + r,
 	}
+	// A Secret encrypted with SOPS: the CLI decrypts it with the key file
+	// in its environment, the daemon with the key in a Secret.
+	ageKey, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	credentials["SOPS age key"] = ageKey.String()
+	t.Setenv("SOPS_AGE_KEY_FILE", writeTemp(t, "keys.txt", ageKey.String()+"\n"))
 	leaks := &leakSearch{t: t}
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 
@@ -315,6 +325,8 @@ stringData: {token: %s, certificate: %s}
 	}
 	files := map[string]string{
 		"deploy/secret.yaml": secret(repo["data"]),
+		"deploy/sops.yaml": testenv.SOPSEncrypt(t, "sops.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: sops-db, namespace: %s}\nstringData: {password: %s}\n", ns, repo["sops-encrypted"]),
+			ageKey.Recipient().String()),
 		"deploy/list.yaml": fmt.Sprintf(`apiVersion: v1
 kind: List
 items:
@@ -523,6 +535,7 @@ stringData: {pin: %[3]s}
 		})
 	}
 	homeSecret(syncName+"-git", map[string][]byte{"username": []byte("daemon-user"), "password": []byte(credentials["daemon's Git password"])})
+	homeSecret(syncName+"-age", map[string][]byte{"identity.agekey": []byte(credentials["SOPS age key"])})
 	homeSecret(syncName+"-webhook", map[string][]byte{"token": []byte(credentials["webhook token"])})
 	homeSecret(syncName+"-kubeconfig", map[string][]byte{"value": tokenKubeconfig(three, credentials["cluster three's kube token"])})
 	homeSecret(syncName+"-refused-kubeconfig", map[string][]byte{"kubeconfig": tokenKubeconfig(one, credentials["refused kubeconfig token"])})
@@ -537,7 +550,7 @@ clusters:
 - {name: refused, kubeconfig: {secretRef: {name: %[4]s-refused-kubeconfig}}}
 syncs:
 - name: %[4]s
-  source: {url: %[5]s, ref: {branch: main}, path: deploy, interval: 1h, auth: {secretRef: {name: %[4]s-git}}}
+  source: {url: %[5]s, ref: {branch: main}, path: deploy, interval: 1h, auth: {secretRef: {name: %[4]s-git}}, decryption: {provider: sops, secretRef: {name: %[4]s-age}}}
   clusters: [one, two]
   namespace: %[6]s
   prune: true
