@@ -71,6 +71,11 @@ type Options struct {
 	Files []string
 	// Stdin is read when SRC is "-".
 	Stdin io.Reader
+	// OCI says how to reach the registry of an oci:// SRC; Ref is then a
+	// tag (or a digest sha256:…).
+	OCI OCIOptions
+	// OCIFetcher caches artifacts; nil uses one under DefaultCacheDir.
+	OCIFetcher *OCIFetcher
 }
 
 // Open opens a local directory or a local Git repository. A directory with
@@ -80,6 +85,9 @@ type Options struct {
 func Open(ctx context.Context, src string, opts Options) (*Snapshot, error) {
 	if len(opts.Files) > 0 || src == Stdin {
 		return openFiles(src, opts)
+	}
+	if IsOCI(src) {
+		return openOCI(ctx, src, opts)
 	}
 	if IsRemote(src) {
 		return openRemote(ctx, src, opts)
@@ -160,6 +168,31 @@ func openRemote(ctx context.Context, src string, opts Options) (*Snapshot, error
 		}
 	}
 	snap, _, err := f.Fetch(ctx, RemoteOptions{URL: src, Ref: ref, Path: opts.Path, Auth: opts.Auth, Timeout: opts.Timeout})
+	return snap, err
+}
+
+// openOCI reads an artifact from a registry.
+func openOCI(ctx context.Context, src string, opts Options) (*Snapshot, error) {
+	tag, dig := opts.Ref, ""
+	if len(tag) > 7 && tag[:7] == "sha256:" {
+		tag, dig = "", tag
+	}
+	ref, err := ParseOCI(src, tag, opts.SemVer)
+	if err != nil {
+		return nil, err
+	}
+	if dig != "" {
+		ref.Tag, ref.Digest = "", dig
+	}
+	f := opts.OCIFetcher
+	if f == nil {
+		dir, err := DefaultCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		f = NewOCIFetcher(filepath.Join(dir, "oci"))
+	}
+	snap, _, err := f.Fetch(ctx, ref, opts.Path, opts.OCI)
 	return snap, err
 }
 

@@ -139,6 +139,31 @@ type Registry struct {
 
 	mu       sync.Mutex
 	requests []string
+	corrupt  bool
+}
+
+// CorruptBlobs makes the registry, from now on, alter one byte of every
+// blob it serves (as a disk or a proxy on the way could), or stop that.
+func (r *Registry) CorruptBlobs(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.corrupt = on
+}
+
+// flippingWriter changes the first byte of the body it writes.
+type flippingWriter struct {
+	http.ResponseWriter
+	done bool
+}
+
+func (w *flippingWriter) Write(p []byte) (int, error) {
+	if !w.done && len(p) > 0 {
+		w.done = true
+		q := append([]byte(nil), p...)
+		q[0] ^= 0xff
+		return w.ResponseWriter.Write(q)
+	}
+	return w.ResponseWriter.Write(p)
 }
 
 // NewRegistry starts a registry until the test ends; with a username it
@@ -170,7 +195,11 @@ func NewRegistry(t testing.TB, username, password string) *Registry {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.requests = append(r.requests, req.Method+" "+req.URL.Path)
+		corrupt := r.corrupt
 		r.mu.Unlock()
+		if corrupt && req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") {
+			w = &flippingWriter{ResponseWriter: w}
+		}
 		app.ServeHTTP(w, req)
 	}))
 	t.Cleanup(srv.Close)

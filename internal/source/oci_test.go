@@ -1,0 +1,236 @@
+package source
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+
+	"github.com/gitk8s/gitk8s/internal/testenv"
+	"github.com/gitk8s/gitk8s/internal/testenv/chartrepo"
+)
+
+func readTree(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(root, p)
+		out[filepath.ToSlash(rel)] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestOCIArtifacts: a folder pushed as a Flux-format artifact to a
+// registry on loopback (the distribution registry, with htpasswd auth) is
+// read back file for file; an unchanged tag costs a manifest HEAD and no
+// blob; a moved tag gives the new artifact; a semver range picks the
+// highest tag in it; a plain YAML layer (as oras push makes it) is read by
+// its title; a deleted tag, refused credentials and a corrupted layer are
+// errors that say so, and nothing of a corrupted artifact is kept.
+func TestOCIArtifacts(t *testing.T) {
+	reg := chartrepo.NewRegistry(t, "ci", "oci-pw-3371")
+	opts := OCIOptions{Auth: Auth{Username: "ci", Password: "oci-pw-3371"}}
+	files := map[string]string{
+		"deploy/app.yaml":           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+		"deploy/nested/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n",
+		"README.md":                 "the artifact\n",
+	}
+	dir := testenv.WriteFiles(t, files)
+	ref, err := ParseOCI("oci://"+reg.Host+"/team/app:v1", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushed, err := PushOCI(t.Context(), ref, dir, map[string]string{"org.opencontainers.image.revision": "main@sha1:abc"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := PushOCI(t.Context(), ref, dir, map[string]string{"org.opencontainers.image.revision": "main@sha1:abc"}, opts)
+	if err != nil || again != pushed {
+		t.Fatalf("pushing the same folder again made %s, not %s (%v): the artifact is not reproducible", again, pushed, err)
+	}
+	f := NewOCIFetcher(t.TempDir())
+	snap, d, err := f.Fetch(t.Context(), ref, "deploy", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != again || snap.Revision != d || snap.Path != "deploy" {
+		t.Errorf("fetched %s (snapshot %s at %s), pushed %s", d, snap.Revision, snap.Path, again)
+	}
+	if got := readTree(t, snap.Root); len(got) != len(files) || got["deploy/nested/secret.yaml"] != files["deploy/nested/secret.yaml"] {
+		t.Errorf("the artifact's files: %v", got)
+	}
+
+	before := len(reg.Requests())
+	if _, d2, err := f.Fetch(t.Context(), ref, "deploy", opts); err != nil || d2 != d {
+		t.Fatalf("an unchanged tag: %s, %v", d2, err)
+	}
+	var heads int
+	for _, r := range reg.Requests()[before:] {
+		if strings.Contains(r, "/blobs/") || strings.HasPrefix(r, "GET ") && strings.Contains(r, "/manifests/") {
+			t.Errorf("an unchanged tag fetched %s", r)
+		}
+		if strings.HasPrefix(r, "HEAD ") {
+			heads++
+		}
+	}
+	if heads != 1 && heads != 2 { // the second after the registry's auth challenge
+		t.Errorf("an unchanged tag made %d HEAD requests, want 1 (plus the auth challenge)", heads)
+	}
+
+	t.Run("moved tag", func(t *testing.T) {
+		moved := testenv.WriteFiles(t, map[string]string{"deploy/app.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: moved}\n"})
+		if _, err := PushOCI(t.Context(), ref, moved, nil, opts); err != nil {
+			t.Fatal(err)
+		}
+		snap, d2, err := f.Fetch(t.Context(), ref, "deploy", opts)
+		if err != nil || d2 == d || !strings.Contains(readTree(t, snap.Root)["deploy/app.yaml"], "moved") {
+			t.Errorf("a moved tag: %s (was %s), %v", d2, d, err)
+		}
+	})
+
+	t.Run("semver", func(t *testing.T) {
+		want := ""
+		for _, tag := range []string{"1.0.0", "1.2.0", "2.0.0", "not-a-version"} {
+			r, _ := ParseOCI("oci://"+reg.Host+"/team/app:"+tag, "", "")
+			got, err := PushOCI(t.Context(), r, testenv.WriteFiles(t, map[string]string{"v.yaml": "# " + tag + "\n"}), nil, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tag == "1.2.0" {
+				want = got
+			}
+		}
+		r, _ := ParseOCI("oci://"+reg.Host+"/team/app", "", "^1")
+		if desc, err := f.Resolve(t.Context(), r, opts); err != nil || desc.Digest.String() != want {
+			t.Errorf("semver ^1 resolved to %s (%v), want 1.2.0's %s", desc.Digest, err, want)
+		}
+	})
+
+	t.Run("plain YAML layer", func(t *testing.T) {
+		r, _ := ParseOCI("oci://"+reg.Host+"/team/plain:v1", "", "")
+		repo, err := repository(r, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\n")
+		layer := ocispec.Descriptor{MediaType: "application/yaml", Digest: digest.FromBytes(body), Size: int64(len(body)),
+			Annotations: map[string]string{ocispec.AnnotationTitle: "plain.yaml"}}
+		if err := repo.Push(t.Context(), layer, bytes.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		m, err := oras.PackManifest(t.Context(), repo, oras.PackManifestVersion1_1, "application/vnd.example.manifests", oras.PackManifestOptions{Layers: []ocispec.Descriptor{layer}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.Tag(t.Context(), m, "v1"); err != nil {
+			t.Fatal(err)
+		}
+		snap, _, err := f.Fetch(t.Context(), r, "", opts)
+		if err != nil || readTree(t, snap.Root)["plain.yaml"] != string(body) {
+			t.Errorf("a plain YAML layer: %v", err)
+		}
+	})
+
+	t.Run("refused credentials", func(t *testing.T) {
+		_, _, err := NewOCIFetcher(t.TempDir()).Fetch(t.Context(), ref, "", OCIOptions{Auth: Auth{Username: "ci", Password: "not-it-9911"}})
+		if err == nil || !strings.Contains(err.Error(), "refused the credentials") || strings.Contains(err.Error(), "not-it-9911") {
+			t.Errorf("want a refusal without the password, got %v", err)
+		}
+	})
+
+	t.Run("corrupted layer", func(t *testing.T) {
+		r, _ := ParseOCI("oci://"+reg.Host+"/team/app:corrupt", "", "")
+		if _, err := PushOCI(t.Context(), r, testenv.WriteFiles(t, map[string]string{"c.yaml": "# corrupt\n"}), nil, opts); err != nil {
+			t.Fatal(err)
+		}
+		reg.CorruptBlobs(true)
+		defer reg.CorruptBlobs(false)
+		cache := t.TempDir()
+		_, _, err := NewOCIFetcher(cache).Fetch(t.Context(), r, "", opts)
+		if err == nil || !strings.Contains(err.Error(), "does not match its digest") {
+			t.Errorf("want an error saying the layer does not match its digest, got %v", err)
+		}
+		if kept, _ := filepath.Glob(filepath.Join(cache, "sha256", "*")); len(kept) > 0 {
+			t.Errorf("a corrupted artifact was kept: %v", kept)
+		}
+	})
+
+	t.Run("deleted tag", func(t *testing.T) {
+		reg.Delete(t, "team/app", "v1")
+		_, _, err := NewOCIFetcher(t.TempDir()).Fetch(t.Context(), ref, "", opts)
+		if !errors.Is(err, ErrRefNotFound) || !strings.Contains(err.Error(), "team/app:v1") {
+			t.Errorf("want a not-found error naming the tag, got %v", err)
+		}
+	})
+}
+
+// TestOCIExtractRefusesHostileTarballs: a layer whose tarball names a
+// path outside the artifact, an absolute path, a link, a device or one
+// name twice is refused, and nothing is written outside the folder.
+func TestOCIExtractRefusesHostileTarballs(t *testing.T) {
+	type entry struct {
+		name     string
+		typeflag byte
+		link     string
+	}
+	cases := map[string][]entry{
+		"parent":    {{name: "../escape.yaml", typeflag: tar.TypeReg}},
+		"nested up": {{name: "a/../../escape.yaml", typeflag: tar.TypeReg}},
+		"absolute":  {{name: "/tmp/escape.yaml", typeflag: tar.TypeReg}},
+		"symlink":   {{name: "link", typeflag: tar.TypeSymlink, link: "/etc"}, {name: "link/passwd", typeflag: tar.TypeReg}},
+		"hard link": {{name: "h", typeflag: tar.TypeLink, link: "/etc/passwd"}},
+		"device":    {{name: "dev", typeflag: tar.TypeChar}},
+		"twice":     {{name: "a.yaml", typeflag: tar.TypeReg}, {name: "./a.yaml", typeflag: tar.TypeReg}},
+	}
+	for name, entries := range cases {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			tw := tar.NewWriter(zw)
+			for _, e := range entries {
+				h := &tar.Header{Name: e.name, Typeflag: e.typeflag, Linkname: e.link, Mode: 0o644}
+				if e.typeflag == tar.TypeReg {
+					h.Size = 3
+				}
+				if err := tw.WriteHeader(h); err != nil {
+					t.Fatal(err)
+				}
+				if e.typeflag == tar.TypeReg {
+					_, _ = tw.Write([]byte("x: "))
+				}
+			}
+			tw.Close()
+			zw.Close()
+			outside := t.TempDir()
+			root := filepath.Join(outside, "artifact")
+			if err := os.Mkdir(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			x := &extractor{root: root, seen: map[string]bool{}}
+			err := x.layer(ocispec.Descriptor{MediaType: FluxContentMediaType}, buf.Bytes())
+			if err == nil {
+				t.Fatal("the tarball was extracted")
+			}
+			t.Log(err)
+			if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+				t.Errorf("something was written beside the artifact's folder: %v", entries)
+			}
+		})
+	}
+}
