@@ -127,6 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newSuspendCommand(g, stdout),
 		newResumeCommand(g, stdout),
 		newVersionCommand(stdout),
+		newPushCommand(stdout),
 	)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -53,10 +53,11 @@ type sourceOptions struct {
 	helmUsername     string
 	helmPasswordFile string
 	helmCAFile       string
+	ociPlainHTTP     bool
 }
 
 func (o *sourceOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.ref, "ref", "", "branch, tag or commit to read when SRC is a Git repository (default HEAD)")
+	cmd.Flags().StringVar(&o.ref, "ref", "", "branch, tag or commit to read when SRC is a Git repository (default HEAD); for an oci:// SRC, a tag or sha256: digest")
 	cmd.Flags().StringVar(&o.path, "path", "", "folder inside SRC to render")
 	cmd.Flags().BoolVar(&o.allowRemoteBases, "allow-remote-bases", false, "let kustomizations load bases from remote repositories and URLs")
 	cmd.Flags().StringVar(&o.jsonnetEntry, "jsonnet-entry", "", "evaluate only this .jsonnet file (relative to --path) instead of every one")
@@ -81,6 +82,7 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.sshKeyFile, "ssh-key-file", "", "SSH private key (passphrase from $GITK8S_SSH_KEY_PASSPHRASE)")
 	cmd.Flags().StringVar(&o.knownHostsFile, "known-hosts-file", "", "known_hosts for SSH (default ~/.ssh/known_hosts); unknown or changed host keys are refused")
 	cmd.Flags().DurationVar(&o.gitTimeout, "git-timeout", time.Minute, "bound on each Git network operation")
+	cmd.Flags().BoolVar(&o.ociPlainHTTP, "oci-plain-http", false, "reach an oci:// SRC's registry over plain HTTP even when it is not on loopback (credentials: Docker's configuration, or $GITK8S_OCI_USERNAME and $GITK8S_OCI_PASSWORD)")
 	cmd.Flags().StringArrayVar(&o.helmRepos, "helm-repo", nil, "chart repository (https://… or oci://HOST/PATH, a URL prefix) that charts' Chart.lock may fetch dependencies from (repeatable; default none: dependencies must be vendored in charts/)")
 	cmd.Flags().StringVar(&o.helmUsername, "helm-username", os.Getenv("GITK8S_HELM_USERNAME"), "user name for the --helm-repo repositories (default $GITK8S_HELM_USERNAME; OCI registries without one use Docker's configuration)")
 	cmd.Flags().StringVar(&o.helmPasswordFile, "helm-password-file", "", "file holding the password or token for the --helm-repo repositories (default: $GITK8S_HELM_PASSWORD)")
@@ -142,6 +144,8 @@ func (o *sourceOptions) openOptions() (source.Options, error) {
 	if errs := o.helm.Check(); len(errs) > 0 {
 		return opts, errs[0]
 	}
+	opts.OCI = source.OCIOptions{Auth: source.Auth{Username: os.Getenv("GITK8S_OCI_USERNAME"), Password: os.Getenv("GITK8S_OCI_PASSWORD")},
+		DockerConfig: true, PlainHTTP: o.ociPlainHTTP, Timeout: o.gitTimeout}
 	opts.Auth.Username = o.gitUsername
 	opts.Auth.Password = os.Getenv("GITK8S_GIT_PASSWORD")
 	opts.Auth.SSHKeyPassphrase = os.Getenv("GITK8S_SSH_KEY_PASSPHRASE")

@@ -248,6 +248,9 @@ type SourceConfig struct {
 	// Timeout bounds each Git network operation (default 1m), as the
 	// CLI's --git-timeout does.
 	Timeout Duration `json:"timeout,omitempty"`
+	// Insecure lets an oci:// source's registry be reached over plain
+	// HTTP although it is not on loopback, as the CLI's --oci-plain-http.
+	Insecure bool `json:"insecure,omitempty"`
 	// AllowRemoteBases lets kustomizations load bases from remote
 	// repositories and URLs.
 	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`
@@ -454,6 +457,14 @@ func (c *Config) validate() []error {
 		syncs[s.Name] = true
 		if s.Drift != "" && s.Drift != DriftHeal && s.Drift != DriftReport {
 			bad("%s: drift %q must be heal or report", where, s.Drift)
+		}
+		if source.IsOCI(s.Source.URL) {
+			if _, err := source.ParseOCI(s.Source.URL, s.Source.Ref.Tag, s.Source.Ref.SemVer); err != nil {
+				bad("%s: source.url: %v", where, err)
+			}
+			if s.Source.Ref.Branch != "" || s.Source.Ref.Commit != "" {
+				bad("%s: source.ref: an oci:// source takes a tag or semver (or a digest in the URL), not a branch or commit", where)
+			}
 		}
 		if s.Source.URL == "" {
 			bad("%s: source.url is required", where)

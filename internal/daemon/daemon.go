@@ -83,6 +83,8 @@ type Daemon struct {
 	triggers map[string]chan struct{}
 	// charts fetches the chart dependencies of every sync.
 	charts *chartdeps.Fetcher
+	// oci reads the syncs' OCI artifacts.
+	oci *source.OCIFetcher
 }
 
 // New connects to the configured clusters (without contacting them).
@@ -98,7 +100,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		opts.GitCacheDir = dir
 	}
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
-		charts: chartdeps.NewFetcher(filepath.Join(opts.GitCacheDir, "charts")),
+		charts: chartdeps.NewFetcher(filepath.Join(opts.GitCacheDir, "charts")), oci: source.NewOCIFetcher(filepath.Join(opts.GitCacheDir, "oci")),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
 		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
 		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions(), protected: cfg.protected()}
@@ -314,6 +316,46 @@ func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
 }
 
+// resolve asks the sync's source which revision it is at — a Git remote
+// one ref advertisement, an OCI registry one manifest HEAD — and returns
+// it with the fetch of that very revision.
+func (d *Daemon) resolve(ctx context.Context, s SyncConfig) (string, func(context.Context) (*source.Snapshot, error), error) {
+	if source.IsOCI(s.Source.URL) {
+		ref, err := source.ParseOCI(s.Source.URL, s.Source.Ref.Tag, s.Source.Ref.SemVer)
+		if err != nil {
+			return "", nil, err
+		}
+		opts := source.OCIOptions{PlainHTTP: s.Source.Insecure, Timeout: s.Source.Timeout.Duration}
+		if opts.Auth, err = d.ociAuth(ctx, s); err != nil {
+			return "", nil, err
+		}
+		desc, err := d.oci.Resolve(ctx, ref, opts)
+		if err != nil {
+			return "", nil, err
+		}
+		pinned := ref
+		pinned.Tag, pinned.SemVer, pinned.Digest = "", "", desc.Digest.String()
+		return desc.Digest.String(), func(ctx context.Context) (*source.Snapshot, error) {
+			snap, _, err := d.oci.Fetch(ctx, pinned, s.Source.Path, opts)
+			return snap, err
+		}, nil
+	}
+	ref := source.Ref{Branch: s.Source.Ref.Branch, Tag: s.Source.Ref.Tag, SemVer: s.Source.Ref.SemVer, Commit: s.Source.Ref.Commit}
+	remote := source.RemoteOptions{URL: s.Source.URL, Ref: ref, Path: s.Source.Path, Timeout: s.Source.Timeout.Duration}
+	var err error
+	if remote.Auth, err = d.gitAuth(ctx, s); err != nil {
+		return "", nil, err
+	}
+	rev, err := d.fetcher.Resolve(ctx, remote)
+	if err != nil {
+		return "", nil, err
+	}
+	return rev, func(ctx context.Context) (*source.Snapshot, error) {
+		snap, _, err := d.fetcher.Fetch(ctx, remote)
+		return snap, err
+	}, nil
+}
+
 // Reconcile runs one sync once. When the remote's revision is the one
 // last applied, that is all it costs: one ref advertisement.
 func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
@@ -326,15 +368,8 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		d.metrics.reconcile.WithLabelValues(s.Name, result).Observe(time.Since(start).Seconds())
 	}()
 	log := d.log.With("sync", s.Name)
-	ref := source.Ref{Branch: s.Source.Ref.Branch, Tag: s.Source.Ref.Tag, SemVer: s.Source.Ref.SemVer, Commit: s.Source.Ref.Commit}
-	remote := source.RemoteOptions{URL: s.Source.URL, Ref: ref, Path: s.Source.Path, Timeout: s.Source.Timeout.Duration}
-	if remote.Auth, err = d.gitAuth(ctx, s); err != nil {
-		log.Warn("source unavailable", "error", err)
-		d.record(s.Name, "", ReasonSourceUnavailable, err, nil)
-		return err
-	}
 	resolveStart := time.Now()
-	rev, err := d.fetcher.Resolve(ctx, remote)
+	rev, fetch, err := d.resolve(ctx, s)
 	d.metrics.gitResolve.Observe(time.Since(resolveStart).Seconds())
 	if err != nil {
 		log.Warn("source unavailable", "error", err)
@@ -351,7 +386,7 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 	d.setReconciling(s.Name, rev)
 	src := reconcile.SourceFunc(func(ctx context.Context) (*source.Snapshot, error) {
 		fetchStart := time.Now()
-		snap, _, err := d.fetcher.Fetch(ctx, remote)
+		snap, err := fetch(ctx)
 		d.metrics.gitFetch.Observe(time.Since(fetchStart).Seconds())
 		return snap, err
 	})

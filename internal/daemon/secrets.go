@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,6 +98,55 @@ func (d *Daemon) readAuth(ctx context.Context, a *SourceAuth) (source.Auth, erro
 	for _, key := range []string{"bearerToken", "token"} {
 		if auth.Password == "" {
 			auth.Password = line(key)
+		}
+	}
+	return auth, nil
+}
+
+// ociAuth reads the credentials of a sync's registry: username and
+// password (or token) keys, or a .dockerconfigjson (a Secret of type
+// kubernetes.io/dockerconfigjson) with an entry for the registry's host.
+func (d *Daemon) ociAuth(ctx context.Context, s SyncConfig) (source.Auth, error) {
+	a := s.Source.Auth
+	if a == nil {
+		return source.Auth{}, nil
+	}
+	data, origin, err := d.authKeys(ctx, a)
+	if err != nil {
+		return source.Auth{}, fmt.Errorf("source.auth: %w", err)
+	}
+	auth, err := d.readAuth(ctx, a)
+	if err != nil {
+		return source.Auth{}, fmt.Errorf("source.auth: %w", err)
+	}
+	if cfg, ok := data[".dockerconfigjson"]; ok && auth.Username == "" && auth.Password == "" {
+		ref, err := source.ParseOCI(s.Source.URL, "", "")
+		if err != nil {
+			return source.Auth{}, err
+		}
+		host, _, _ := strings.Cut(ref.Repository, "/")
+		var docker struct {
+			Auths map[string]struct {
+				Username string `json:"username"`
+				Password string `json:"password"`
+				Auth     string `json:"auth"`
+			} `json:"auths"`
+		}
+		if err := json.Unmarshal(cfg, &docker); err != nil {
+			return source.Auth{}, fmt.Errorf("source.auth: %s: .dockerconfigjson is not a Docker configuration", origin)
+		}
+		e, ok := docker.Auths[host]
+		if !ok {
+			e, ok = docker.Auths["https://"+host]
+		}
+		if !ok {
+			return source.Auth{}, fmt.Errorf("source.auth: %s: .dockerconfigjson has no entry for %s", origin, host)
+		}
+		auth.Username, auth.Password = e.Username, e.Password
+		if e.Auth != "" {
+			if raw, err := base64.StdEncoding.DecodeString(e.Auth); err == nil {
+				auth.Username, auth.Password, _ = strings.Cut(string(raw), ":")
+			}
 		}
 	}
 	return auth, nil

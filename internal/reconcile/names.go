@@ -23,6 +23,11 @@ func SyncNameOf(origin, folder string) string {
 	// Credentials in a URL never become part of a name.
 	origin = source.Redact(origin)
 	base := strings.TrimSuffix(filepath.Base(strings.TrimRight(origin, "/")), ".git")
+	if source.IsOCI(origin) {
+		// The tag or digest moves; the repository names the sync.
+		base, _, _ = strings.Cut(base, "@")
+		base, _, _ = strings.Cut(base, ":")
+	}
 	// A manifest file is named without its extension; standard input is
 	// "stdin".
 	switch strings.ToLower(filepath.Ext(base)) {
