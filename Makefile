@@ -87,6 +87,7 @@ bench: build controlplane
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/multicluster/
 	$(GO) test -run '^$$' -bench UnchangedRemote -benchtime 100x ./internal/source/
+	$(GO) test -run '^$$' -bench OCISource -benchtime 10x ./internal/source/
 	$(GO) test -run '^$$' -bench WebhookToApplied -benchtime 1x -timeout 20m ./internal/daemon/
 
 ## bench-compare: the apply and daemon benchmarks of this tree and of BASE (a commit), in one run

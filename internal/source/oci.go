@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,17 +135,49 @@ func ParseOCI(src, tag, semverRange string) (OCIRef, error) {
 	return ref, nil
 }
 
-// OCIFetcher reads artifacts and keeps them, extracted, by digest.
+// OCIFetcher reads artifacts and keeps them, extracted, by digest. It
+// remembers each registry's auth scheme (and tokens) per set of
+// credentials, so that asking whether a tag moved is one request, and no
+// sync ever uses a token another sync's credentials obtained.
 type OCIFetcher struct {
 	// Dir holds the cache.
 	Dir string
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu        sync.Mutex
+	locks     map[string]*sync.Mutex
+	authCache map[string]auth.Cache
+}
+
+// cacheFor is the auth cache of one registry and set of credentials.
+func (f *OCIFetcher) cacheFor(host string, opts OCIOptions) auth.Cache {
+	sum := sha256.Sum256([]byte(host + "\x00" + opts.Auth.Username + "\x00" + opts.Auth.Password + fmt.Sprint(opts.DockerConfig)))
+	key := hex.EncodeToString(sum[:])
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.authCache == nil {
+		f.authCache = map[string]auth.Cache{}
+	}
+	c, ok := f.authCache[key]
+	if !ok {
+		c = auth.NewCache()
+		f.authCache[key] = c
+	}
+	return c
 }
 
 // NewOCIFetcher returns an OCIFetcher caching under dir.
 func NewOCIFetcher(dir string) *OCIFetcher { return &OCIFetcher{Dir: dir} }
+
+// repository is the remote repository of ref with opts' credentials,
+// with the auth cache of the fetcher when there is one.
+func (f *OCIFetcher) repository(ref OCIRef, opts OCIOptions) (*remote.Repository, error) {
+	repo, err := repository(ref, opts)
+	if err != nil {
+		return nil, err
+	}
+	repo.Client.(*auth.Client).Cache = f.cacheFor(repo.Reference.Registry, opts)
+	return repo, nil
+}
 
 // repository is the remote repository of ref with opts' credentials.
 func repository(ref OCIRef, opts OCIOptions) (*remote.Repository, error) {
@@ -197,7 +231,7 @@ func isLoopbackHost(host string) bool {
 // Resolve asks the registry which manifest the reference names: one HEAD
 // request for a tag, a tag list for a semver range, none for a digest.
 func (f *OCIFetcher) Resolve(ctx context.Context, ref OCIRef, opts OCIOptions) (ocispec.Descriptor, error) {
-	repo, err := repository(ref, opts)
+	repo, err := f.repository(ref, opts)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w", ref, err)
 	}
@@ -271,7 +305,7 @@ func registryError(ref OCIRef, err error) error {
 // Fetch resolves ref and returns a snapshot of the artifact at path, and
 // its digest. An artifact the cache holds is not fetched again.
 func (f *OCIFetcher) Fetch(ctx context.Context, ref OCIRef, folder string, opts OCIOptions) (*Snapshot, string, error) {
-	repo, err := repository(ref, opts)
+	repo, err := f.repository(ref, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", ref, err)
 	}
