@@ -8,6 +8,7 @@ DEMO_DIR  := $(CACHE)/demo
 CLUSTERS  ?= 1
 KWOK_VERSION := v0.8.0
 HELM_VERSION := $(shell sed -n "s|^[[:space:]]*helm.sh/helm/v4 \(v[^ ]*\).*|\1|p" go.mod)
+COSIGN_VERSION := v2.6.5
 SOPS_VERSION := $(shell sed -n "s|^[[:space:]]*github.com/getsops/sops/v3 \(v[^ ]*\).*|\1|p" go.mod)
 K8S_VERSION := v1.37.2
 K8S_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
@@ -16,7 +17,7 @@ CONTROLPLANE_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-ma
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build controlplane helm sops chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
+.PHONY: all build controlplane helm sops cosign chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
 
 all: build
 
@@ -64,6 +65,12 @@ sops: $(BIN)/sops
 $(BIN)/sops:
 	cd $(CACHE) && GOBIN=$(BIN) GOFLAGS=-mod=mod $(GO) install github.com/getsops/sops/v3/cmd/sops@$(SOPS_VERSION)
 
+## cosign: the cosign CLI, for the tests that verify artifacts it signed
+cosign: $(BIN)/cosign
+
+$(BIN)/cosign:
+	cd $(CACHE) && GOBIN=$(BIN) GOFLAGS=-mod=mod $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
+
 ## chromium: headless Chromium from Debian, for the browser test of the daemon's status page
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
@@ -71,7 +78,7 @@ chromium:
 ## test: unit tests and end-to-end tests against the local control plane, with the race detector, then the fuzzers
 # A binary built with -race sleeps 1 s before it exits unless GORACE says
 # otherwise, and the tests start many (renderer children among them).
-test: controlplane helm sops chromium
+test: controlplane helm sops cosign chromium
 	scripts/check-tree.sh
 	$(GO) vet ./...
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 45m ./...

@@ -248,6 +248,10 @@ type SourceConfig struct {
 	// Timeout bounds each Git network operation (default 1m), as the
 	// CLI's --git-timeout does.
 	Timeout Duration `json:"timeout,omitempty"`
+	// Verify requires an oci:// source's artifacts to be signed: provider
+	// cosign, and a Secret whose keys ending in .pub hold the public keys
+	// (Flux's convention). An unsigned artifact is refused.
+	Verify *VerifyConfig `json:"verify,omitempty"`
 	// Insecure lets an oci:// source's registry be reached over plain
 	// HTTP although it is not on loopback, as the CLI's --oci-plain-http.
 	Insecure bool `json:"insecure,omitempty"`
@@ -329,6 +333,14 @@ type SourceAuth struct {
 	SecretRef *SecretRef `json:"secretRef,omitempty"`
 	// SecretDir is a directory with one file per key.
 	SecretDir string `json:"secretDir,omitempty"`
+}
+
+// VerifyConfig names the public keys an artifact must be signed with.
+type VerifyConfig struct {
+	// Provider is cosign, the only one.
+	Provider  string     `json:"provider"`
+	SecretRef *SecretRef `json:"secretRef,omitempty"`
+	SecretDir string     `json:"secretDir,omitempty"`
 }
 
 // DecryptionConfig names the keys of a sync's SOPS-encrypted files.
@@ -500,6 +512,15 @@ func (c *Config) validate() []error {
 			}
 		}
 		checkAuth("source.auth", s.Source.Auth)
+		if v := s.Source.Verify; v != nil {
+			if v.Provider != "cosign" {
+				bad("%s: source.verify.provider %q: the only provider is cosign", where, v.Provider)
+			}
+			if !source.IsOCI(s.Source.URL) {
+				bad("%s: source.verify: only an oci:// source can be verified", where)
+			}
+			checkAuth("source.verify", &SourceAuth{SecretRef: v.SecretRef, SecretDir: v.SecretDir})
+		}
 		if dec := s.Source.Decryption; dec != nil {
 			if dec.Provider != "sops" {
 				bad("%s: source.decryption.provider %q: the only provider is sops", where, dec.Provider)

@@ -329,6 +329,11 @@ func (d *Daemon) resolve(ctx context.Context, s SyncConfig) (string, func(contex
 		if opts.Auth, err = d.ociAuth(ctx, s); err != nil {
 			return "", nil, err
 		}
+		if v := s.Source.Verify; v != nil {
+			if opts.VerifyKeys, err = d.verifyKeys(ctx, v); err != nil {
+				return "", nil, err
+			}
+		}
 		desc, err := d.oci.Resolve(ctx, ref, opts)
 		if err != nil {
 			return "", nil, err

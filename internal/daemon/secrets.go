@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -150,6 +151,30 @@ func (d *Daemon) ociAuth(ctx context.Context, s SyncConfig) (source.Auth, error)
 		}
 	}
 	return auth, nil
+}
+
+// verifyKeys reads the public keys of a sync's verify Secret: every key
+// whose name ends in .pub.
+func (d *Daemon) verifyKeys(ctx context.Context, v *VerifyConfig) ([]crypto.PublicKey, error) {
+	data, origin, err := d.authKeys(ctx, &SourceAuth{SecretRef: v.SecretRef, SecretDir: v.SecretDir})
+	if err != nil {
+		return nil, fmt.Errorf("source.verify: %w", err)
+	}
+	var keys []crypto.PublicKey
+	for name, value := range data {
+		if !strings.HasSuffix(name, ".pub") {
+			continue
+		}
+		k, err := source.ParsePublicKeys(value)
+		if err != nil {
+			return nil, fmt.Errorf("source.verify: %s key %s: %w", origin, name, err)
+		}
+		keys = append(keys, k...)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("source.verify: %s has no key ending in .pub (a PEM public key, as cosign generate-key-pair writes cosign.pub)", origin)
+	}
+	return keys, nil
 }
 
 // ageKeys reads the age identities of a sync's decryption Secret: every

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -71,6 +72,9 @@ type OCIOptions struct {
 	PlainHTTP bool
 	// Timeout bounds each request (default 60s).
 	Timeout time.Duration
+	// VerifyKeys, when set, require a cosign signature of the artifact by
+	// one of them: an unsigned artifact is refused.
+	VerifyKeys []crypto.PublicKey
 }
 
 // OCIRef is an artifact reference: the repository and one of tag, digest
@@ -316,6 +320,11 @@ func (f *OCIFetcher) Fetch(ctx context.Context, ref OCIRef, folder string, opts 
 	d := desc.Digest.String()
 	if desc.Digest.Validate() != nil || desc.Digest.Algorithm() != digest.SHA256 {
 		return nil, "", fmt.Errorf("%s: the manifest's digest %q is not a SHA-256", ref, d)
+	}
+	if len(opts.VerifyKeys) > 0 {
+		if err := verifySignature(ctx, repo, ref, desc, opts.VerifyKeys); err != nil {
+			return nil, "", err
+		}
 	}
 	dir := filepath.Join(f.Dir, "sha256", desc.Digest.Encoded())
 	unlock := f.lock(dir)

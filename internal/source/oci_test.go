@@ -5,6 +5,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -331,4 +338,104 @@ func BenchmarkOCISource(b *testing.B) {
 			snap.Close()
 		}
 	})
+}
+
+// signLikeCosign stores a signature of the manifest desc as cosign sign
+// --key stores it, made with priv: a simple-signing payload naming
+// signedDigest, and its signature in the layer's annotation.
+func signLikeCosign(t *testing.T, ref OCIRef, opts OCIOptions, desc ocispec.Descriptor, signedDigest string, priv *ecdsa.PrivateKey) {
+	t.Helper()
+	repo, err := repository(ref, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte(fmt.Sprintf(`{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`, ref.Repository, signedDigest))
+	sum := sha256.Sum256(payload)
+	sig, err := ecdsa.SignASN1(rand.Reader, priv, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := ocispec.Descriptor{MediaType: cosignPayloadMediaType, Digest: digest.FromBytes(payload), Size: int64(len(payload)),
+		Annotations: map[string]string{cosignSignatureKey: base64.StdEncoding.EncodeToString(sig)}}
+	if err := repo.Push(t.Context(), layer, bytes.NewReader(payload)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := oras.PackManifest(t.Context(), repo, oras.PackManifestVersion1_1, "application/vnd.dev.cosign.artifact.sig.v1+json", oras.PackManifestOptions{Layers: []ocispec.Descriptor{layer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Tag(t.Context(), m, "sha256-"+desc.Digest.Encoded()+".sig"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func publicKeyPEM(t *testing.T, priv *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// TestOCISignatures: a sync that names public keys takes an artifact
+// signed (cosign's format) by one of them, and refuses one that is
+// unsigned, signed by another key, or carries a signature made for
+// another artifact; nothing of a refused artifact is extracted. The
+// signature cosign itself makes is checked by TestOCICosignCLI.
+func TestOCISignatures(t *testing.T) {
+	reg := chartrepo.NewRegistry(t, "", "")
+	opts := OCIOptions{}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keys, err := ParsePublicKeys(publicKeyPEM(t, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(tag, content string) (OCIRef, ocispec.Descriptor) {
+		t.Helper()
+		ref, _ := ParseOCI("oci://"+reg.Host+"/team/signed:"+tag, "", "")
+		if _, err := PushOCI(t.Context(), ref, testenv.WriteFiles(t, map[string]string{"a.yaml": content}), nil, opts); err != nil {
+			t.Fatal(err)
+		}
+		desc, err := NewOCIFetcher(t.TempDir()).Resolve(t.Context(), ref, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref, desc
+	}
+	good, goodDesc := push("good", "# good\n")
+	signLikeCosign(t, good, opts, goodDesc, goodDesc.Digest.String(), key)
+	unsigned, _ := push("unsigned", "# unsigned\n")
+	byOther, otherDesc := push("other", "# other\n")
+	signLikeCosign(t, byOther, opts, otherDesc, otherDesc.Digest.String(), other)
+	replayed, replayedDesc := push("replayed", "# replayed\n")
+	signLikeCosign(t, replayed, opts, replayedDesc, goodDesc.Digest.String(), key)
+
+	verify := OCIOptions{VerifyKeys: keys}
+	if _, _, err := NewOCIFetcher(t.TempDir()).Fetch(t.Context(), good, "", verify); err != nil {
+		t.Errorf("a signed artifact: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		ref  OCIRef
+		want string
+	}{
+		"unsigned":           {unsigned, "is not signed"},
+		"signed by another":  {byOther, "no valid cosign signature"},
+		"signature replayed": {replayed, "no valid cosign signature"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cache := t.TempDir()
+			_, _, err := NewOCIFetcher(cache).Fetch(t.Context(), tc.ref, "", verify)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error saying %q, got %v", tc.want, err)
+			}
+			if kept, _ := filepath.Glob(filepath.Join(cache, "sha256", "*")); len(kept) > 0 {
+				t.Errorf("a refused artifact was extracted: %v", kept)
+			}
+		})
+	}
+	if _, _, err := NewOCIFetcher(t.TempDir()).Fetch(t.Context(), unsigned, "", opts); err != nil {
+		t.Errorf("without keys an unsigned artifact is read: %v", err)
+	}
 }
