@@ -54,6 +54,7 @@ type sourceOptions struct {
 	helmPasswordFile string
 	helmCAFile       string
 	ociPlainHTTP     bool
+	ociCAFile        string
 	verifyKeys       []string
 }
 
@@ -84,6 +85,7 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.knownHostsFile, "known-hosts-file", "", "known_hosts for SSH (default ~/.ssh/known_hosts); unknown or changed host keys are refused")
 	cmd.Flags().DurationVar(&o.gitTimeout, "git-timeout", time.Minute, "bound on each Git network operation")
 	cmd.Flags().BoolVar(&o.ociPlainHTTP, "oci-plain-http", false, "reach an oci:// SRC's registry over plain HTTP even when it is not on loopback (credentials: Docker's configuration, or $GITK8S_OCI_USERNAME and $GITK8S_OCI_PASSWORD)")
+	cmd.Flags().StringVar(&o.ociCAFile, "oci-ca-file", "", "PEM certificate authorities for an oci:// SRC's registry")
 	cmd.Flags().StringArrayVar(&o.verifyKeys, "verify-key", nil, "PEM public key (cosign's) that an oci:// SRC must be signed with; an unsigned artifact is refused (repeatable)")
 	cmd.Flags().StringArrayVar(&o.helmRepos, "helm-repo", nil, "chart repository (https://… or oci://HOST/PATH, a URL prefix) that charts' Chart.lock may fetch dependencies from (repeatable; default none: dependencies must be vendored in charts/)")
 	cmd.Flags().StringVar(&o.helmUsername, "helm-username", os.Getenv("GITK8S_HELM_USERNAME"), "user name for the --helm-repo repositories (default $GITK8S_HELM_USERNAME; OCI registries without one use Docker's configuration)")
@@ -148,6 +150,13 @@ func (o *sourceOptions) openOptions() (source.Options, error) {
 	}
 	opts.OCI = source.OCIOptions{Auth: source.Auth{Username: os.Getenv("GITK8S_OCI_USERNAME"), Password: os.Getenv("GITK8S_OCI_PASSWORD")},
 		DockerConfig: true, PlainHTTP: o.ociPlainHTTP, Timeout: o.gitTimeout}
+	if o.ociCAFile != "" {
+		data, err := os.ReadFile(o.ociCAFile)
+		if err != nil {
+			return opts, fmt.Errorf("--oci-ca-file: %w", err)
+		}
+		opts.OCI.Auth.CABundle = data
+	}
 	for _, file := range o.verifyKeys {
 		data, err := os.ReadFile(file)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -437,5 +438,58 @@ func TestOCISignatures(t *testing.T) {
 	}
 	if _, _, err := NewOCIFetcher(t.TempDir()).Fetch(t.Context(), unsigned, "", opts); err != nil {
 		t.Errorf("without keys an unsigned artifact is read: %v", err)
+	}
+}
+
+// TestOCICosignCLI: an artifact gitk8s pushed and the cosign CLI signed
+// with a key pair it generated (cosign sign --key, no transparency log)
+// is taken with cosign's public key, and the same key refuses an
+// artifact cosign did not sign.
+func TestOCICosignCLI(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cosign := filepath.Join(root, ".cache", "bin", "cosign")
+	if _, err := os.Stat(cosign); err != nil {
+		t.Fatalf("cosign missing at %s; build it with `make cosign`", cosign)
+	}
+	home := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(cosign, args...)
+		cmd.Dir = home
+		cmd.Env = []string{"HOME=" + home, "COSIGN_PASSWORD=", "COSIGN_YES=true", "PATH=" + os.Getenv("PATH"), "DOCKER_CONFIG=" + home}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("generate-key-pair")
+	pub, err := os.ReadFile(filepath.Join(home, "cosign.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ParsePublicKeys(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := chartrepo.NewRegistry(t, "", "")
+	signed, _ := ParseOCI("oci://"+reg.Host+"/team/app:signed", "", "")
+	d, err := PushOCI(t.Context(), signed, testenv.WriteFiles(t, map[string]string{"a.yaml": "# signed\n"}), nil, OCIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("sign", "--key", "cosign.key", "--tlog-upload=false", "--allow-insecure-registry", "--allow-http-registry", reg.Host+"/team/app@"+d)
+	if _, _, err := NewOCIFetcher(t.TempDir()).Fetch(t.Context(), signed, "", OCIOptions{VerifyKeys: keys}); err != nil {
+		t.Errorf("an artifact cosign signed: %v", err)
+	}
+	unsigned, _ := ParseOCI("oci://"+reg.Host+"/team/app:unsigned", "", "")
+	if _, err := PushOCI(t.Context(), unsigned, testenv.WriteFiles(t, map[string]string{"a.yaml": "# not signed\n"}), nil, OCIOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := NewOCIFetcher(t.TempDir()).Fetch(t.Context(), unsigned, "", OCIOptions{VerifyKeys: keys}); err == nil || !strings.Contains(err.Error(), "is not signed") {
+		t.Errorf("an artifact cosign did not sign: want a refusal, got %v", err)
 	}
 }
