@@ -198,7 +198,7 @@ const maxChartBytes = 64 << 20
 // is followed only where it stays inside. The archives, fetched by the
 // driver from the repositories Chart.lock names, join the chart's charts/
 // folder.
-func loadChart(root, dir string, archives []string) (*chart.Chart, error) {
+func loadChart(root, dir string, archives []string, decrypt *sopsReader) (*chart.Chart, error) {
 	absRoot, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
@@ -251,6 +251,13 @@ func loadChart(root, dir string, archives []string) (*chart.Chart, error) {
 			data, err := os.ReadFile(abs)
 			if err != nil {
 				return err
+			}
+			if name == "values.yaml" && isSOPSFile(data) {
+				// The chart's own values, encrypted: decrypted in memory,
+				// never rendered as ciphertext.
+				if data, err = decrypt.read(path.Join(dir, name), data); err != nil {
+					return err
+				}
 			}
 			files = append(files, &archive.BufferedFile{Name: name, ModTime: info.ModTime(), Data: bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))})
 		}
@@ -352,14 +359,14 @@ func unwrapPathError(err error) error {
 // nothing, as in helm template).
 func renderChart(ctx context.Context, root, dir string, opts HelmOptions, archives []string, sopsOpts SOPSOptions) ([]*Object, error) {
 	chartSrc := Source{File: path.Join(dir, ChartFile)}
-	c, err := loadChart(root, dir, archives)
+	decrypt := &sopsReader{opts: sopsOpts}
+	c, err := loadChart(root, dir, archives, decrypt)
 	if err != nil {
 		return nil, err
 	}
 	if err := missingDependencies(c); err != nil {
 		return nil, &Error{Source: chartSrc, Err: err}
 	}
-	decrypt := &sopsReader{opts: sopsOpts}
 	vals, err := chartValues(root, dir, opts, decrypt)
 	if err != nil {
 		return nil, err

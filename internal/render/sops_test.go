@@ -181,17 +181,20 @@ func TestSOPSInKustomizeAndHelm(t *testing.T) {
 	secretTemplate := "apiVersion: v1\nkind: Secret\nmetadata: {name: web}\nstringData:\n  password: {{ .Values.password | quote }}\n"
 	cmTemplate := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata:\n  password: {{ .Values.password | quote }}\n"
 	files := map[string]string{
-		"kust/kustomization.yaml":     "resources: [secret.yaml]\nsecretGenerator:\n- name: db\n  envs: [db.env]\n",
-		"kust/secret.yaml":            secret,
-		"kust/db.env":                 env,
-		"kustcm/kustomization.yaml":   "configMapGenerator:\n- name: db\n  envs: [db.env]\n",
-		"kustcm/db.env":               env,
-		"chart/Chart.yaml":            chart,
-		"chart/secrets.yaml":          values,
-		"chart/templates/secret.yaml": secretTemplate,
-		"chartcm/Chart.yaml":          chart,
-		"chartcm/secrets.yaml":        values,
-		"chartcm/templates/cm.yaml":   cmTemplate,
+		"kust/kustomization.yaml":        "resources: [secret.yaml]\nsecretGenerator:\n- name: db\n  envs: [db.env]\n",
+		"kust/secret.yaml":               secret,
+		"kust/db.env":                    env,
+		"kustcm/kustomization.yaml":      "configMapGenerator:\n- name: db\n  envs: [db.env]\n",
+		"kustcm/db.env":                  env,
+		"chart/Chart.yaml":               chart,
+		"chart/secrets.yaml":             values,
+		"chart/templates/secret.yaml":    secretTemplate,
+		"chartcm/Chart.yaml":             chart,
+		"chartcm/secrets.yaml":           values,
+		"chartcm/templates/cm.yaml":      cmTemplate,
+		"chartown/Chart.yaml":            chart,
+		"chartown/values.yaml":           values,
+		"chartown/templates/secret.yaml": secretTemplate,
 	}
 	root := testenv.WriteFiles(t, files)
 	keys := SOPSOptions{AgeKeys: key.String()}
@@ -221,6 +224,14 @@ func TestSOPSInKustomizeAndHelm(t *testing.T) {
 	}
 	if len(bundle.Objects) != 1 || !strings.Contains(fmt.Sprint(bundle.Objects[0].Object.Object), "sops-values-Rt92") {
 		t.Errorf("the chart did not render the decrypted value: %v", bundle.Objects)
+	}
+
+	bundle, err = Render(t.Context(), Options{Root: root, Path: "chartown", SOPS: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bundle.Objects) != 1 || !strings.Contains(fmt.Sprint(bundle.Objects[0].Object.Object), "sops-values-Rt92") {
+		t.Errorf("the chart's own encrypted values.yaml was not decrypted: %v", bundle.Objects)
 	}
 
 	for _, tc := range []struct {
