@@ -38,7 +38,9 @@ func checkPlaintextSecrets(c *Context) []Finding {
 		if len(data) == 0 && len(stringData) == 0 {
 			continue
 		}
-		if mac, _, _ := unstructured.NestedString(o.Object.Object, "sops", "mac"); strings.HasPrefix(mac, "ENC[") {
+		// Encrypted in Git: decrypted by the render (o.Encrypted), or read as
+		// ciphertext where no key was given.
+		if mac, _, _ := unstructured.NestedString(o.Object.Object, "sops", "mac"); o.Encrypted || strings.HasPrefix(mac, "ENC[") {
 			continue
 		}
 		out = append(out, finding(o, fmt.Sprintf("holds %d values in plain text (base64 is not encryption): anyone who can read the repository can read them", len(data)+len(stringData)),

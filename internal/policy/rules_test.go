@@ -15,7 +15,8 @@ func objects(t *testing.T, yaml string) []*render.Object {
 	if err := os.WriteFile(filepath.Join(root, "app.yaml"), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := render.Render(t.Context(), render.Options{Root: root})
+	// Files that look SOPS-encrypted are read as they are (no key).
+	b, err := render.Render(t.Context(), render.Options{Root: root, SOPS: render.SOPSOptions{Ciphertext: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +91,15 @@ func TestRules(t *testing.T) {
 		{"request above the default limit", "apiVersion: v1\nkind: LimitRange\nmetadata: {name: l, namespace: shop}\nspec: {limits: [{type: Container, default: {cpu: 200m}}]}\n---\n" + deploy("      containers: [{name: app, image: x, resources: {requests: {cpu: 300m}}}]\n"), "resources-limitrange-conflict", "cpu request 300m is above its limit 200m", nil},
 		{"a limit range fills it", "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: shop}\nspec: {hard: {limits.cpu: '10'}}\n---\napiVersion: v1\nkind: LimitRange\nmetadata: {name: l, namespace: shop}\nspec: {limits: [{type: Container, default: {cpu: 200m}}]}\n---\n" + deploy("      containers: [{name: app, image: x}]\n"), "resources-required-by-quota", "", nil},
 	}
+	t.Run("decrypted secret", func(t *testing.T) {
+		objs := objects(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: from-sops}\n")
+		objs[0].Encrypted = true
+		for _, f := range Evaluate(objs, Config{}, nil) {
+			if f.Rule == "secret-plaintext-in-git" {
+				t.Errorf("a Secret decrypted from SOPS is reported as plain text in Git: %s", f.Message)
+			}
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			findings := Evaluate(objects(t, tt.yaml), Config{}, nil)

@@ -198,10 +198,12 @@ func childEnviron(remote bool) []string {
 
 // outOfAddressSpace reports whether the renderer's stderr shows it ended
 // at its address-space limit: an allocation the Go runtime or the race
-// detector could not map, or a thread whose stack could not be had.
+// detector could not map (in -race builds the runtime may find no room
+// left to place its heap beside the detector's shadow memory), or a
+// thread whose stack could not be had.
 func outOfAddressSpace(stderr string) bool {
 	for _, sign := range []string{"out of memory", "cannot allocate", "failed to allocate", "cannot map pages",
-		"pthread_create failed", "failed to create new OS thread"} {
+		"pthread_create failed", "failed to create new OS thread", "too many address space collisions"} {
 		if strings.Contains(stderr, sign) {
 			return true
 		}

@@ -436,6 +436,7 @@ func TestChildFailureNamesTheAddressSpaceLimit(t *testing.T) {
 		"fatal error: runtime: cannot map pages in arena address space\n",
 		"==1==ERROR: ThreadSanitizer failed to allocate 0x4000 (16384) bytes\n",
 		"ThreadSanitizer: unexpected mmap failure\n",
+		"fatal error: too many address space collisions for -race mode\n",
 	} {
 		if err := childFailure(errors.New("exit status 2"), nil, stderr, limits, time.Second); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "more than 256 MiB of memory") {
 			t.Errorf("stderr %q: %v, want the memory limit", stderr, err)
