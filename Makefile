@@ -17,13 +17,19 @@ CONTROLPLANE_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-ma
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build controlplane helm sops cosign chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
+.PHONY: all build image controlplane helm sops cosign chromium demo demo-down test unit e2e fuzz bench bench-compare lint clean
 
 all: build
 
 ## build: the gitk8s binary in bin/
 build:
 	$(GO) build -o bin/gitk8s ./cmd/gitk8s
+
+## image: the container image, without a Docker engine: bin/image/oci (an OCI image layout) and bin/image/gitk8s.tar (docker load)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X github.com/gitk8s/gitk8s/internal/apply.Tooling=gitk8s/$(VERSION)" -o bin/image/gitk8s ./cmd/gitk8s
+	$(GO) run ./cmd/imagebuild --binary bin/image/gitk8s --version $(VERSION) --layout bin/image/oci --tarball bin/image/gitk8s.tar
 
 ## controlplane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok in .cache/bin
 controlplane: $(CONTROLPLANE_BINS) $(STAGES)

@@ -6,6 +6,8 @@ import (
 	"runtime"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gitk8s/gitk8s/internal/apply"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -17,7 +19,7 @@ func newVersionCommand(stdout io.Writer) *cobra.Command {
 		Short: "Print the gitk8s version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(stdout, "gitk8s %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintf(stdout, "gitk8s %s (%s, %s/%s; ApplySet tooling %s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, apply.Tooling)
 			return nil
 		},
 	}
