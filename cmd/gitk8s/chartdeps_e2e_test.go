@@ -88,17 +88,8 @@ func TestChartDependenciesCLIAndDaemon(t *testing.T) {
 
 	// The daemon reads the credentials from a Secret in its namespace.
 	secretName := "chart-repo-" + ns
-	if _, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: daemon.HomeNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: daemon.HomeNamespace},
-		Data: map[string][]byte{"username": []byte(user), "password": []byte(password)}}
-	if _, err := client.CoreV1().Secrets(daemon.HomeNamespace).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = client.CoreV1().Secrets(daemon.HomeNamespace).Delete(context.Background(), secretName, metav1.DeleteOptions{})
-	})
+	daemonSecret(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName},
+		Data: map[string][]byte{"username": []byte(user), "password": []byte(password)}})
 	name := "deps-" + ns
 	d, cfg, configPath := daemonFor(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config
@@ -154,4 +145,21 @@ syncs:
 			t.Errorf("an output holds the repository's password:\n%s", out)
 		}
 	}
+}
+
+// daemonSecret creates a Secret of the daemon's namespace (made if it is
+// missing) for the test, deleted when it ends.
+func daemonSecret(t *testing.T, s *corev1.Secret) {
+	t.Helper()
+	client := env.Client(t, "")
+	if _, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: daemon.HomeNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	s.Namespace = daemon.HomeNamespace
+	if _, err := client.CoreV1().Secrets(daemon.HomeNamespace).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.CoreV1().Secrets(daemon.HomeNamespace).Delete(context.Background(), s.Name, metav1.DeleteOptions{})
+	})
 }

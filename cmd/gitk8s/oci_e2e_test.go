@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gitk8s/gitk8s/internal/daemon"
@@ -66,18 +65,9 @@ func TestOCISourceCLIAndDaemon(t *testing.T) {
 	t.Setenv("GITK8S_OCI_PASSWORD", "")
 
 	secretName := "oci-auth-" + ns
-	if _, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: daemon.HomeNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
 	docker := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host, base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: daemon.HomeNamespace}, Type: corev1.SecretTypeDockerConfigJson,
-		Data: map[string][]byte{".dockerconfigjson": []byte(docker)}}
-	if _, err := client.CoreV1().Secrets(daemon.HomeNamespace).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = client.CoreV1().Secrets(daemon.HomeNamespace).Delete(context.Background(), secretName, metav1.DeleteOptions{})
-	})
+	daemonSecret(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName}, Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{".dockerconfigjson": []byte(docker)}})
 	name := "oci-" + ns
 	d, cfg, _ := daemonFor(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config

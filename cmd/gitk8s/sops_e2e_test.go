@@ -14,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/gitk8s/gitk8s/internal/daemon"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/testenv"
 )
@@ -103,17 +102,8 @@ func TestSOPSCLIAndDaemon(t *testing.T) {
 
 	// The daemon: its key is a Secret of its namespace.
 	keySecret := "sops-key-" + ns
-	if _, err := client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: daemon.HomeNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	ks := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: keySecret, Namespace: daemon.HomeNamespace},
-		Data: map[string][]byte{"identity.agekey": []byte(key.String())}}
-	if _, err := client.CoreV1().Secrets(daemon.HomeNamespace).Create(context.Background(), ks, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = client.CoreV1().Secrets(daemon.HomeNamespace).Delete(context.Background(), keySecret, metav1.DeleteOptions{})
-	})
+	daemonSecret(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: keySecret},
+		Data: map[string][]byte{"identity.agekey": []byte(key.String())}})
 	name := "sops-" + ns
 	d, cfg, configPath := daemonFor(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
 kind: Config

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	chart "helm.sh/helm/v4/pkg/chart/v2"
@@ -59,8 +58,7 @@ type Fetcher struct {
 	// ~/.docker/config.json), as the CLI does.
 	DockerConfig bool
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks source.KeyLocks
 }
 
 // NewFetcher returns a Fetcher caching under dir.
@@ -262,22 +260,6 @@ func allowed(repos []Repository, repoURL string) (Repository, bool) {
 		return Repository{}, false
 	}
 	return repos[best], true
-}
-
-// lock serializes work on one cache entry.
-func (f *Fetcher) lock(key string) func() {
-	f.mu.Lock()
-	if f.locks == nil {
-		f.locks = map[string]*sync.Mutex{}
-	}
-	l, ok := f.locks[key]
-	if !ok {
-		l = &sync.Mutex{}
-		f.locks[key] = l
-	}
-	f.mu.Unlock()
-	l.Lock()
-	return l.Unlock
 }
 
 func (f *Fetcher) timeout() time.Duration {

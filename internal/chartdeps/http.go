@@ -3,8 +3,6 @@ package chartdeps
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -36,17 +34,9 @@ type indexFile struct {
 // httpClient is the client of one repository: its CA bundle added to the
 // system's, and each request bounded by the fetcher's timeout.
 func (f *Fetcher) httpClient(r Repository) (*http.Client, error) {
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.Proxy = nil
-	if len(r.Auth.CABundle) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(r.Auth.CABundle) {
-			return nil, errors.New("the CA bundle holds no PEM certificate")
-		}
-		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	transport, err := source.TransportWithCA(r.Auth.CABundle)
+	if err != nil {
+		return nil, err
 	}
 	return &http.Client{Transport: transport, Timeout: f.timeout()}, nil
 }
@@ -120,7 +110,7 @@ func (f *Fetcher) readIndex(ctx context.Context, client *http.Client, r Reposito
 	u := strings.TrimSuffix(repoURL, "/") + "/index.yaml"
 	sum := sha256.Sum256([]byte(u))
 	file := filepath.Join(f.Dir, "index", hex.EncodeToString(sum[:16])+".yaml")
-	defer f.lock(file)()
+	defer f.locks.Lock(file)()
 	var cached indexValidators
 	if data, err := os.ReadFile(file + ".json"); err == nil {
 		if _, err := os.Stat(file); err == nil {
@@ -201,7 +191,7 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, r Repository, d Dependency, ind
 		if !isHexDigest(digest) {
 			return "", fmt.Errorf("the repository's index gives %s %s the digest %q, which is not a SHA-256", d.Name, d.Version, entry.Digest)
 		}
-		defer f.lock(digest)()
+		defer f.locks.Lock(digest)()
 		if file, ok := f.cached(digest, d); ok {
 			return file, nil
 		}

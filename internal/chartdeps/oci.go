@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 
@@ -39,7 +38,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, r Repository, d Dependency) (str
 		return "", fmt.Errorf("%s is not an OCI repository: %v", source.Redact(d.Repository), err)
 	}
 	host := repository.Reference.Registry
-	repository.PlainHTTP = isLoopback(host)
+	repository.PlainHTTP = source.IsLoopbackHost(host)
 	client, err := f.httpClient(r)
 	if err != nil {
 		return "", err
@@ -89,7 +88,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, r Repository, d Dependency) (str
 		return "", fmt.Errorf("%s: the chart is larger than %d MiB", where, maxArchiveBytes>>20)
 	}
 	digest := layer.Digest.Encoded()
-	defer f.lock(digest)()
+	defer f.locks.Lock(digest)()
 	if file, ok := f.cached(digest, d); ok {
 		return file, nil
 	}
@@ -133,19 +132,4 @@ func ociError(where string, err error) error {
 		return fmt.Errorf("%s is not in the registry; run helm dependency update against it and commit %s", where, LockFile)
 	}
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, where, source.Redact(err.Error()))
-}
-
-// isLoopback reports whether a registry host (host or host:port) is this
-// machine: only there is plain HTTP used, as registries elsewhere are
-// reached over HTTPS.
-func isLoopback(host string) bool {
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }

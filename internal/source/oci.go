@@ -147,8 +147,8 @@ type OCIFetcher struct {
 	// Dir holds the cache.
 	Dir string
 
+	locks     KeyLocks
 	mu        sync.Mutex
-	locks     map[string]*sync.Mutex
 	authCache map[string]auth.Cache
 }
 
@@ -183,6 +183,46 @@ func (f *OCIFetcher) repository(ref OCIRef, opts OCIOptions) (*remote.Repository
 	return repo, nil
 }
 
+// KeyLocks serializes work per key (a cache entry); the zero value is
+// ready.
+type KeyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// Lock locks key and returns its unlock.
+func (k *KeyLocks) Lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*sync.Mutex{}
+	}
+	l, ok := k.locks[key]
+	if !ok {
+		l = &sync.Mutex{}
+		k.locks[key] = l
+	}
+	k.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// TransportWithCA is the default HTTP transport with caBundle's PEM
+// certificates trusted beside the system's.
+func TransportWithCA(caBundle []byte) (*http.Transport, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if len(caBundle) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(caBundle) {
+			return nil, errors.New("the CA bundle holds no PEM certificate")
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return transport, nil
+}
+
 // repository is the remote repository of ref with opts' credentials.
 func repository(ref OCIRef, opts OCIOptions) (*remote.Repository, error) {
 	repo, err := remote.NewRepository(ref.Repository)
@@ -190,18 +230,11 @@ func repository(ref OCIRef, opts OCIOptions) (*remote.Repository, error) {
 		return nil, err
 	}
 	host := repo.Reference.Registry
-	repo.PlainHTTP = opts.PlainHTTP || isLoopbackHost(host)
+	repo.PlainHTTP = opts.PlainHTTP || IsLoopbackHost(host)
 	repo.TagListMaxPages = 100
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	if len(opts.Auth.CABundle) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(opts.Auth.CABundle) {
-			return nil, errors.New("the CA bundle holds no PEM certificate")
-		}
-		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	transport, err := TransportWithCA(opts.Auth.CABundle)
+	if err != nil {
+		return nil, err
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
@@ -222,8 +255,9 @@ func repository(ref OCIRef, opts OCIOptions) (*remote.Repository, error) {
 	return repo, nil
 }
 
-// isLoopbackHost reports whether host (or host:port) is this machine.
-func isLoopbackHost(host string) bool {
+// IsLoopbackHost reports whether host (or host:port) is this machine:
+// only there is plain HTTP used unless asked for.
+func IsLoopbackHost(host string) bool {
 	h := host
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		h = hh
@@ -327,7 +361,7 @@ func (f *OCIFetcher) Fetch(ctx context.Context, ref OCIRef, folder string, opts 
 		}
 	}
 	dir := filepath.Join(f.Dir, "sha256", desc.Digest.Encoded())
-	unlock := f.lock(dir)
+	unlock := f.locks.Lock(dir)
 	defer unlock()
 	if _, err := os.Stat(dir); err != nil {
 		if err := f.extract(ctx, repo, ref, desc, dir); err != nil {
@@ -339,21 +373,6 @@ func (f *OCIFetcher) Fetch(ctx context.Context, ref OCIRef, folder string, opts 
 		tag = "semver " + ref.SemVer
 	}
 	return &Snapshot{Origin: ref.String(), Root: dir, Path: folder, Ref: tag, Revision: d}, d, nil
-}
-
-func (f *OCIFetcher) lock(key string) func() {
-	f.mu.Lock()
-	if f.locks == nil {
-		f.locks = map[string]*sync.Mutex{}
-	}
-	l, ok := f.locks[key]
-	if !ok {
-		l = &sync.Mutex{}
-		f.locks[key] = l
-	}
-	f.mu.Unlock()
-	l.Lock()
-	return l.Unlock
 }
 
 // extract fetches the manifest and its layers, each checked against its
