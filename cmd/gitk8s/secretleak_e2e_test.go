@@ -391,8 +391,10 @@ stringData: {pin: %[3]s}
 	// The first revision, which diff --against-ref compares with, has one
 	// ConfigMap and no Secret.
 	first := map[string]string{"deploy/first.yaml": configMap(ns, "first", "v")}
-	firstRev := private.Commit(t, first)
-	public.Commit(t, first)
+	// Each server's commit has its own SHA (their times may differ by a
+	// second); diff --against-ref reads the public one.
+	private.Commit(t, first)
+	firstRev := public.Commit(t, first)
 	daemonGit.Commit(t, first)
 	private.Commit(t, files)
 	public.Commit(t, files)
