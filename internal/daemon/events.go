@@ -59,8 +59,16 @@ func newEventRecorder(t *cluster.Target) (*eventRecorder, error) {
 	return &eventRecorder{target: t, broadcaster: b, recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gitk8s"})}, nil
 }
 
-// Close stops sending events; events still queued may be lost.
+// Close stops the drift watches and the sending of events; events still
+// queued may be lost.
 func (d *Daemon) Close() {
+	// Drift watches started outside a term (a Reconcile called on its
+	// own) end here too.
+	d.stopDriftWatches(func() {
+		for _, w := range d.drifts {
+			w.cancel()
+		}
+	})
 	d.eventsMu.Lock()
 	defer d.eventsMu.Unlock()
 	for _, r := range d.events {
