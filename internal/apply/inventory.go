@@ -105,16 +105,17 @@ func (m *Manager) listMembers(ctx context.Context, inv *inventory, kinds map[sch
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: map %s: %w", m.target.Name, gk, err)
 		}
-		list, err := m.target.Metadata.Resource(mapping.Resource).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		namespaced := mapping.Scope.Name() == meta.RESTScopeNameNamespace
+		items, err := m.listLabelled(ctx, mapping.Resource, namespaced, inv, selector)
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: list inventory members of kind %s: %w", m.target.Name, gk, err)
 		}
-		for i := range list.Items {
-			item := &list.Items[i]
+		for i := range items {
+			item := &items[i]
 			mb := &member{
 				id:            object.ObjMetadata{GroupKind: gk, Namespace: item.Namespace, Name: item.Name},
 				gvr:           mapping.Resource,
-				namespaced:    mapping.Scope.Name() == meta.RESTScopeNameNamespace,
+				namespaced:    namespaced,
 				ownership:     ownershipOf(item.ManagedFields, m.opts.FieldManager),
 				pruneDisabled: item.Annotations[AnnotationPrune] == "disabled",
 			}
@@ -122,6 +123,39 @@ func (m *Manager) listMembers(ctx context.Context, inv *inventory, kinds map[sch
 		}
 	}
 	return members, nil
+}
+
+// listLabelled lists a resource's objects with the selector: across all
+// namespaces in one request, or, when whoever applies may not list across
+// namespaces (a team's ServiceAccount), in each namespace the inventory
+// records, which are the only ones its members can be in.
+func (m *Manager) listLabelled(ctx context.Context, gvr schema.GroupVersionResource, namespaced bool, inv *inventory, selector string) ([]metav1.PartialObjectMetadata, error) {
+	list, err := m.target.Metadata.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err == nil {
+		return list.Items, nil
+	}
+	if !namespaced || !apierrors.IsForbidden(err) {
+		return nil, err
+	}
+	var items []metav1.PartialObjectMetadata
+	for _, ns := range sortedKeys(inv.namespaces) {
+		list, err := m.target.Metadata.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, list.Items...)
+	}
+	return items, nil
+}
+
+// sortedKeys are a set's members in order.
+func sortedKeys(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // writeInventory makes the parent Secret list exactly the given kinds and

@@ -132,3 +132,24 @@ func contextNames(m map[string]*clientcmdapi.Context) []string {
 	sort.Strings(names)
 	return names
 }
+
+// Impersonating is a Target that makes every request as user (and the
+// groups Kubernetes gives that user, which the API server adds), so that
+// the API server's RBAC for that user decides what it may do. It shares
+// the discovery cache and mapper of t: what a cluster serves does not
+// depend on who asks.
+func (t *Target) Impersonating(user string) (*Target, error) {
+	cfg := rest.CopyConfig(t.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s as %s: %w", t.Name, user, err)
+	}
+	md, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s as %s: %w", t.Name, user, err)
+	}
+	out := *t
+	out.Config, out.Dynamic, out.Metadata = cfg, dyn, md
+	return &out, nil
+}

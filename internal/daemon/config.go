@@ -48,6 +48,8 @@ type Config struct {
 	Webhooks WebhooksConfig `json:"webhooks,omitempty"`
 	// LeaderElection lets several daemons run with one reconciling.
 	LeaderElection LeaderElectionConfig `json:"leaderElection,omitempty"`
+	// SyncResources serves Sync resources beside the syncs of this file.
+	SyncResources *SyncResourcesConfig `json:"syncResources,omitempty"`
 }
 
 // DefaultListen is the address of the daemon's HTTP API when
@@ -132,9 +134,19 @@ type KubeconfigRef struct {
 	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
 }
 
-// SyncConfig is one source kept applied to some clusters.
+// SyncConfig is one source kept applied to some clusters: a sync of the
+// configuration file, or a Sync resource (its name then namespace.name).
 type SyncConfig struct {
-	Name            string                `json:"name"`
+	Name string `json:"name"`
+	SyncSpec
+	// Resource is the Sync resource this sync comes from; nil for a sync
+	// of the configuration file.
+	Resource *ResourceRef `json:"-"`
+}
+
+// SyncSpec is what a sync keeps applied and how: a sync of the
+// configuration file without its name, and the spec of a Sync resource.
+type SyncSpec struct {
 	Source          SourceConfig          `json:"source"`
 	Clusters        []string              `json:"clusters,omitempty"`
 	ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
@@ -467,95 +479,10 @@ func (c *Config) validate() []error {
 			bad("syncs[%d]: sync %s is named twice", i, s.Name)
 		}
 		syncs[s.Name] = true
-		if s.Drift != "" && s.Drift != DriftHeal && s.Drift != DriftReport {
-			bad("%s: drift %q must be heal or report", where, s.Drift)
-		}
-		if source.IsOCI(s.Source.URL) {
-			if _, err := source.ParseOCI(s.Source.URL, s.Source.Ref.Tag, s.Source.Ref.SemVer); err != nil {
-				bad("%s: source.url: %v", where, err)
-			}
-			if s.Source.Ref.Branch != "" || s.Source.Ref.Commit != "" {
-				bad("%s: source.ref: an oci:// source takes a tag or semver (or a digest in the URL), not a branch or commit", where)
-			}
-		}
-		if s.Source.URL == "" {
-			bad("%s: source.url is required", where)
-		}
-		if p := path.Clean(filepath.ToSlash(s.Source.Path)); s.Source.Path != "" && p != "/" && !fs.ValidPath(p) {
-			bad("%s: source.path %q must be a folder inside the repository, relative to its root", where, s.Source.Path)
-		}
-		set := 0
-		for _, v := range []string{s.Source.Ref.Branch, s.Source.Ref.Tag, s.Source.Ref.SemVer, s.Source.Ref.Commit} {
-			if v != "" {
-				set++
-			}
-		}
-		if set > 1 {
-			bad("%s: source.ref: give one of branch, tag, semver or commit", where)
-		}
-		if s.Source.Interval.Duration != 0 && s.Source.Interval.Duration < time.Second {
-			bad("%s: source.interval %s is shorter than a second", where, s.Source.Interval.Duration)
-		}
-		checkAuth := func(field string, a *SourceAuth) {
-			if a == nil {
-				return
-			}
-			switch {
-			case (a.SecretRef == nil) == (a.SecretDir == ""):
-				bad("%s: %s: give one of secretRef or secretDir", where, field)
-			case a.SecretRef != nil:
-				for _, e := range (&SecretKeyRef{Namespace: a.SecretRef.Namespace, Name: a.SecretRef.Name}).problems() {
-					bad("%s: %s.secretRef: %s", where, field, e)
-				}
-			case !filepath.IsAbs(a.SecretDir):
-				bad("%s: %s.secretDir %q must be an absolute path", where, field, a.SecretDir)
-			}
-		}
-		checkAuth("source.auth", s.Source.Auth)
-		if v := s.Source.Verify; v != nil {
-			if v.Provider != "cosign" {
-				bad("%s: source.verify.provider %q: the only provider is cosign", where, v.Provider)
-			}
-			if !source.IsOCI(s.Source.URL) {
-				bad("%s: source.verify: only an oci:// source can be verified", where)
-			}
-			checkAuth("source.verify", &SourceAuth{SecretRef: v.SecretRef, SecretDir: v.SecretDir})
-		}
-		if dec := s.Source.Decryption; dec != nil {
-			if dec.Provider != "sops" {
-				bad("%s: source.decryption.provider %q: the only provider is sops", where, dec.Provider)
-			}
-			checkAuth("source.decryption", &SourceAuth{SecretRef: dec.SecretRef, SecretDir: dec.SecretDir})
-		}
-		for i, r := range s.Source.ChartRepositories {
-			field := fmt.Sprintf("source.chartRepositories[%d]", i)
-			if err := chartdeps.CheckRepositoryURL(r.URL); err != nil {
-				bad("%s: %s.url %s: %v", where, field, source.Redact(r.URL), err)
-			}
-			checkAuth(field+".auth", r.Auth)
-		}
-		if len(s.Clusters) > 0 && s.ClusterSelector != nil {
-			bad("%s: give clusters or clusterSelector, not both", where)
-		}
-		if len(s.Clusters) == 0 && s.ClusterSelector == nil {
-			bad("%s: clusters or clusterSelector is required", where)
-		}
-		for _, name := range s.Clusters {
-			if !clusters[name] {
-				bad("%s: cluster %s is not in clusters", where, name)
-			}
-		}
-		if s.ClusterSelector != nil {
-			if _, err := metav1.LabelSelectorAsSelector(s.ClusterSelector); err != nil {
-				bad("%s: clusterSelector: %v", where, err)
-			}
-		}
-		for _, err := range s.Settings().Validate() {
-			bad("%s: %v", where, err)
-		}
+		errs = append(errs, c.syncProblems(s, where, clusters)...)
 	}
-	if len(c.Syncs) == 0 {
-		bad("syncs: at least one sync is needed")
+	if len(c.Syncs) == 0 && (c.SyncResources == nil || !c.SyncResources.Enabled) {
+		bad("syncs: at least one sync is needed, unless syncResources.enabled serves Sync resources")
 	}
 	for _, e := range c.Webhooks.listenProblems() {
 		bad("webhooks: %s", e)
@@ -591,6 +518,100 @@ func (c *Config) validate() []error {
 	}
 	if c.Concurrency < 0 {
 		bad("concurrency must not be negative")
+	}
+	return errs
+}
+
+// syncProblems names what is wrong with one sync, named where in the
+// messages; clusters are the names it may target.
+func (c *Config) syncProblems(s SyncConfig, where string, clusters map[string]bool) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Drift != "" && s.Drift != DriftHeal && s.Drift != DriftReport {
+		bad("%s: drift %q must be heal or report", where, s.Drift)
+	}
+	if source.IsOCI(s.Source.URL) {
+		if _, err := source.ParseOCI(s.Source.URL, s.Source.Ref.Tag, s.Source.Ref.SemVer); err != nil {
+			bad("%s: source.url: %v", where, err)
+		}
+		if s.Source.Ref.Branch != "" || s.Source.Ref.Commit != "" {
+			bad("%s: source.ref: an oci:// source takes a tag or semver (or a digest in the URL), not a branch or commit", where)
+		}
+	}
+	if s.Source.URL == "" {
+		bad("%s: source.url is required", where)
+	}
+	if p := path.Clean(filepath.ToSlash(s.Source.Path)); s.Source.Path != "" && p != "/" && !fs.ValidPath(p) {
+		bad("%s: source.path %q must be a folder inside the repository, relative to its root", where, s.Source.Path)
+	}
+	set := 0
+	for _, v := range []string{s.Source.Ref.Branch, s.Source.Ref.Tag, s.Source.Ref.SemVer, s.Source.Ref.Commit} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		bad("%s: source.ref: give one of branch, tag, semver or commit", where)
+	}
+	if s.Source.Interval.Duration != 0 && s.Source.Interval.Duration < time.Second {
+		bad("%s: source.interval %s is shorter than a second", where, s.Source.Interval.Duration)
+	}
+	checkAuth := func(field string, a *SourceAuth) {
+		if a == nil {
+			return
+		}
+		switch {
+		case (a.SecretRef == nil) == (a.SecretDir == ""):
+			bad("%s: %s: give one of secretRef or secretDir", where, field)
+		case a.SecretRef != nil:
+			for _, e := range (&SecretKeyRef{Namespace: a.SecretRef.Namespace, Name: a.SecretRef.Name}).problems() {
+				bad("%s: %s.secretRef: %s", where, field, e)
+			}
+		case !filepath.IsAbs(a.SecretDir):
+			bad("%s: %s.secretDir %q must be an absolute path", where, field, a.SecretDir)
+		}
+	}
+	checkAuth("source.auth", s.Source.Auth)
+	if v := s.Source.Verify; v != nil {
+		if v.Provider != "cosign" {
+			bad("%s: source.verify.provider %q: the only provider is cosign", where, v.Provider)
+		}
+		if !source.IsOCI(s.Source.URL) {
+			bad("%s: source.verify: only an oci:// source can be verified", where)
+		}
+		checkAuth("source.verify", &SourceAuth{SecretRef: v.SecretRef, SecretDir: v.SecretDir})
+	}
+	if dec := s.Source.Decryption; dec != nil {
+		if dec.Provider != "sops" {
+			bad("%s: source.decryption.provider %q: the only provider is sops", where, dec.Provider)
+		}
+		checkAuth("source.decryption", &SourceAuth{SecretRef: dec.SecretRef, SecretDir: dec.SecretDir})
+	}
+	for i, r := range s.Source.ChartRepositories {
+		field := fmt.Sprintf("source.chartRepositories[%d]", i)
+		if err := chartdeps.CheckRepositoryURL(r.URL); err != nil {
+			bad("%s: %s.url %s: %v", where, field, source.Redact(r.URL), err)
+		}
+		checkAuth(field+".auth", r.Auth)
+	}
+	if len(s.Clusters) > 0 && s.ClusterSelector != nil {
+		bad("%s: give clusters or clusterSelector, not both", where)
+	}
+	if len(s.Clusters) == 0 && s.ClusterSelector == nil {
+		bad("%s: clusters or clusterSelector is required", where)
+	}
+	for _, name := range s.Clusters {
+		if !clusters[name] {
+			bad("%s: cluster %s is not in clusters", where, name)
+		}
+	}
+	if s.ClusterSelector != nil {
+		if _, err := metav1.LabelSelectorAsSelector(s.ClusterSelector); err != nil {
+			bad("%s: clusterSelector: %v", where, err)
+		}
+	}
+	for _, err := range s.Settings().Validate() {
+		bad("%s: %v", where, err)
 	}
 	return errs
 }

@@ -85,6 +85,24 @@ type Daemon struct {
 	charts *chartdeps.Fetcher
 	// oci reads the syncs' OCI artifacts.
 	oci *source.OCIFetcher
+
+	// resourceSyncs are the syncs of Sync resources, by sync name (under
+	// mu); syncsChanged tells the term one was added.
+	resourceSyncs map[string]SyncConfig
+	syncsChanged  chan struct{}
+	// suspensionsNow are the SuspendedConfigMap's suspensions as last
+	// read (under mu).
+	suspensionsNow map[string]Suspension
+	// syncResourcesOnce starts the watch of Sync resources;
+	// syncResourcesSynced reports when it has listed them once.
+	syncResourcesOnce   sync.Once
+	syncResourcesSynced cache.InformerSynced
+	// impersonating are Targets that act as a Sync's ServiceAccount, by
+	// cluster Target and user.
+	impersonatingMu sync.Mutex
+	impersonating   map[impersonationKey]*cluster.Target
+	// impersonatedBase is the Target each of those acts through.
+	impersonatedBase map[*cluster.Target]*cluster.Target
 }
 
 // New connects to the configured clusters (without contacting them).
@@ -103,7 +121,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		charts: chartdeps.NewFetcher(filepath.Join(opts.GitCacheDir, "charts")), oci: source.NewOCIFetcher(filepath.Join(opts.GitCacheDir, "oci")),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
 		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
-		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions(), protected: cfg.protected()}
+		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions(), protected: cfg.protected(),
+		resourceSyncs: map[string]SyncConfig{}, syncsChanged: make(chan struct{}, 1), impersonating: map[impersonationKey]*cluster.Target{},
+		impersonatedBase: map[*cluster.Target]*cluster.Target{}}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
 		var err error
@@ -150,15 +170,58 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 
 // Trigger asks a sync to reconcile now; it reports whether the sync exists.
 func (d *Daemon) Trigger(name string) bool {
-	ch, ok := d.triggers[name]
-	if !ok {
+	if _, ok := d.syncConfig(name); !ok {
 		return false
 	}
+	d.wake(name)
+	return true
+}
+
+// wake sends a sync's loop a trigger, whether or not the sync still
+// exists (a loop of a removed sync wakes to end).
+func (d *Daemon) wake(name string) {
 	select {
-	case ch <- struct{}{}:
+	case d.triggerOf(name) <- struct{}{}:
 	default: // one is pending already
 	}
-	return true
+}
+
+// triggerOf is the channel that wakes a sync's loop; it lives as long as
+// the daemon, so that a sync removed and added again keeps one loop.
+func (d *Daemon) triggerOf(name string) chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ch, ok := d.triggers[name]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		d.triggers[name] = ch
+	}
+	return ch
+}
+
+// syncs are every sync the daemon serves now: the configuration's, then
+// those of Sync resources, by name.
+func (d *Daemon) syncs() []SyncConfig {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := append([]SyncConfig(nil), d.cfg.Syncs...)
+	start := len(out)
+	for _, s := range d.resourceSyncs {
+		out = append(out, s)
+	}
+	sort.Slice(out[start:], func(i, j int) bool { return out[start+i].Name < out[start+j].Name })
+	return out
+}
+
+// syncConfig is the sync of this name as it is now.
+func (d *Daemon) syncConfig(name string) (SyncConfig, bool) {
+	if s, ok := d.cfg.Sync(name); ok {
+		return s, true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.resourceSyncs[name]
+	return s, ok
 }
 
 // Status returns every sync's status, by name.
@@ -176,12 +239,16 @@ func (d *Daemon) Status() []SyncStatus {
 // Run reconciles every sync on its interval, and when triggered, until ctx
 // ends; reconciles in flight then get ShutdownGrace to finish. It first
 // reads which syncs are suspended (SuspendedConfigMap in the home cluster)
-// and reconciles nothing until it has.
+// and reconciles nothing until it has; with syncResources.enabled it also
+// lists the Sync resources first, and follows them while it runs.
 func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.watchSuspensions(ctx); err != nil {
 		return err
 	}
-	if !d.waitForSuspensions(ctx) {
+	if err := d.watchSyncResources(ctx); err != nil {
+		return err
+	}
+	if !d.waitForSuspensions(ctx) || !d.waitForSyncResources(ctx) {
 		return nil
 	}
 	d.started.Store(true)
@@ -210,23 +277,46 @@ func (d *Daemon) run(work, abort context.Context) {
 	// sync goes through the apply (a no-op costs one metadata list per
 	// kind) even when Git has not moved, which starts them, and heals what
 	// changed while no term ran.
-	for _, s := range d.cfg.Syncs {
-		d.driftSeen.Store(s.Name, true)
-	}
 	var wg sync.WaitGroup
-	for _, s := range d.cfg.Syncs {
-		wg.Go(func() { d.loop(work, abort, s, slots) })
+	var loopsMu sync.Mutex
+	looping := map[string]bool{}
+	startLoops := func() {
+		loopsMu.Lock()
+		defer loopsMu.Unlock()
+		for _, s := range d.syncs() {
+			if looping[s.Name] {
+				continue
+			}
+			looping[s.Name] = true
+			d.driftSeen.Store(s.Name, true)
+			wg.Go(func() {
+				d.loop(work, abort, s.Name, slots)
+				loopsMu.Lock()
+				delete(looping, s.Name)
+				loopsMu.Unlock()
+			})
+		}
 	}
+	startLoops()
+	// Syncs added while the term runs (Sync resources) get loops of their
+	// own; a loop ends when its sync is removed.
+	wg.Go(func() {
+		for {
+			select {
+			case <-work.Done():
+				return
+			case <-d.syncsChanged:
+				startLoops()
+			}
+		}
+	})
 	wg.Wait()
 }
 
 // loop is one sync's schedule: an interval with jitter, triggers, and
 // exponential backoff after failures.
-func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan struct{}) {
-	interval := s.Source.Interval.Duration
-	if interval == 0 {
-		interval = time.Minute
-	}
+func (d *Daemon) loop(work, abort context.Context, name string, slots chan struct{}) {
+	trigger := d.triggerOf(name)
 	failures := 0
 	next := time.Duration(0)
 	var lastStart time.Time
@@ -235,7 +325,7 @@ func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan stru
 		case <-work.Done():
 			return
 		case <-time.After(next):
-		case <-d.triggers[s.Name]:
+		case <-trigger:
 			// Triggers that come in a burst (a storm of pushes, many objects
 			// drifting) are coalesced: a triggered reconcile starts at most
 			// once per triggerSpacing, and serves every trigger that came
@@ -247,14 +337,23 @@ func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan stru
 				case <-time.After(wait):
 				}
 				select {
-				case <-d.triggers[s.Name]:
+				case <-trigger:
 				default:
 				}
 			}
 		}
+		// The sync as it is now: a Sync resource may have changed, or gone.
+		s, ok := d.syncConfig(name)
+		if !ok {
+			return
+		}
+		interval := s.Source.Interval.Duration
+		if interval == 0 {
+			interval = time.Minute
+		}
 		// A suspended sync's ticks, triggers and drift heals do nothing;
-		// resuming triggers it.
-		if d.suspended(s.Name) {
+		// resuming triggers it. A deleted Sync is finalized even so.
+		if d.suspended(s.Name) && !s.deleting() {
 			next = interval
 			continue
 		}
@@ -263,8 +362,12 @@ func (d *Daemon) loop(work, abort context.Context, s SyncConfig, slots chan stru
 		case <-work.Done():
 			return
 		}
-		// It may have been suspended while it waited for a slot.
-		if d.suspended(s.Name) {
+		// It may have been suspended (or changed) while it waited for a slot.
+		if s, ok = d.syncConfig(name); !ok {
+			<-slots
+			return
+		}
+		if d.suspended(s.Name) && !s.deleting() {
 			<-slots
 			next = interval
 			continue
@@ -373,6 +476,25 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		d.metrics.reconcile.WithLabelValues(s.Name, result).Observe(time.Since(start).Seconds())
 	}()
 	log := d.log.With("sync", s.Name)
+	if s.Resource != nil {
+		if s.Resource.Deleting {
+			result = "finalized"
+			return d.finalize(ctx, s)
+		}
+		if !s.Resource.HasFinalizer {
+			if err := d.addFinalizer(ctx, s.Resource); err != nil {
+				log.Warn("cannot add the finalizer", "error", err)
+				err = fmt.Errorf("cannot add the finalizer %s, without which deleting the Sync would leave what it applied: %w", SyncFinalizer, err)
+				d.record(s.Name, "", ReasonPlanFailed, err, nil)
+				d.writeStatus(ctx, s)
+				return err
+			}
+		}
+		// The status is written however the reconcile ends.
+		defer d.writeStatus(ctx, s)
+	}
+	specChanged := d.statusOf(s.Name).ObservedGeneration != s.generation()
+	d.observe(s)
 	resolveStart := time.Now()
 	rev, fetch, err := d.resolve(ctx, s)
 	d.metrics.gitResolve.Observe(time.Since(resolveStart).Seconds())
@@ -382,13 +504,14 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		return err
 	}
 	_, drift := d.driftSeen.LoadAndDelete(s.Name)
-	if st := d.statusOf(s.Name); st.LastAppliedRevision == rev && st.ready() && !drift {
+	if st := d.statusOf(s.Name); st.LastAppliedRevision == rev && st.ready() && !drift && !specChanged {
 		log.Debug("unchanged", "revision", rev)
 		return nil
 	}
 	log = log.With("revision", rev)
 	result = "applied"
 	d.setReconciling(s.Name, rev)
+	d.writeStatus(ctx, s)
 	src := reconcile.SourceFunc(func(ctx context.Context) (*source.Snapshot, error) {
 		fetchStart := time.Now()
 		snap, err := fetch(ctx)
@@ -460,7 +583,7 @@ func (d *Daemon) hooks(ctx context.Context, syncName string, inventory apply.Inv
 			if cs := r.ChangeSet; cs != nil && !r.Stopped && r.Reason != reconcile.PolicyViolation {
 				log.Info("applied", "counts", cs.Count())
 				if cs.InventoryID != "" {
-					d.watchDrift(d.watchContext(ctx), syncName, t, cs.InventoryID, resourcesOf(cs))
+					d.watchDrift(d.watchContext(ctx), syncName, d.watchTarget(t), cs.InventoryID, resourcesOf(cs))
 				}
 			}
 			d.announce(ctx, inventory, rev, t, r)

@@ -254,8 +254,9 @@ func (d *Daemon) drifted(syncName, clusterName, object string) {
 	d.log.Info("drift", "sync", syncName, "cluster", clusterName, "object", object)
 	d.metrics.drift.WithLabelValues(syncName).Inc()
 	d.mu.Lock()
-	st := d.status[syncName]
-	st.DriftedObjects++
+	if st := d.status[syncName]; st != nil {
+		st.DriftedObjects++
+	}
 	d.mu.Unlock()
 	if d.driftMode(syncName) == DriftReport {
 		return
@@ -295,10 +296,29 @@ func (d *Daemon) stopDriftWatches(stop context.CancelFunc) {
 var driftStopGrace = 10 * time.Second
 
 func (d *Daemon) driftMode(syncName string) string {
-	for _, s := range d.cfg.Syncs {
-		if s.Name == syncName && s.Drift != "" {
-			return s.Drift
-		}
+	if s, ok := d.syncConfig(syncName); ok && s.Drift != "" {
+		return s.Drift
 	}
 	return DriftHeal
+}
+
+// stopDriftOf ends the drift watches of one sync, in every cluster: the
+// sync was removed, or is being finalized.
+func (d *Daemon) stopDriftOf(syncName string) {
+	d.driftMu.Lock()
+	var watches []*driftWatch
+	for key, w := range d.drifts {
+		if strings.HasPrefix(key, syncName+"/") {
+			w.cancel()
+			watches = append(watches, w)
+			delete(d.drifts, key)
+		}
+	}
+	d.driftMu.Unlock()
+	d.driftSeen.Delete(syncName)
+	go func() {
+		for _, w := range watches {
+			w.factory.Shutdown()
+		}
+	}()
 }

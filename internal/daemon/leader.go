@@ -45,6 +45,10 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 	if err := d.watchSuspensions(ctx); err != nil {
 		return err
 	}
+	// And every replica knows the Sync resources, for webhooks and status.
+	if err := d.watchSyncResources(ctx); err != nil {
+		return err
+	}
 	le := d.cfg.LeaderElection
 	if !le.Enabled {
 		d.leader.Store(true)
@@ -109,7 +113,7 @@ func (d *Daemon) RunElected(ctx context.Context) error {
 					// It stops counting as the leader once it takes no new work:
 					// a push forwarded to it then gets 503 (providers that retry
 					// send it again; otherwise the next interval catches up).
-					if !d.waitForSuspensions(work) {
+					if !d.waitForSuspensions(work) || !d.waitForSyncResources(work) {
 						return
 					}
 					d.leader.Store(true)

@@ -57,12 +57,13 @@ func (s SyncConfig) Settings() reconcile.Settings {
 // apply memory, and the daemon's own objects, which the sync may not write. It has no hooks; Reconcile adds those. An error means the
 // sync's clusters could not be chosen.
 func (d *Daemon) Request(ctx context.Context, s SyncConfig, src reconcile.Source) (reconcile.Request, error) {
-	req := reconcile.Request{Name: s.Name, Source: src, Settings: s.Settings(), Memory: d.memory, Protected: d.protected}
+	req := reconcile.Request{Name: s.Name, Source: src, Settings: s.Settings(), Memory: d.memory, Protected: d.protectedNow()}
 	// An inventory another sync owns is never adopted: two syncs whose
-	// names and sources happen to meet must not prune each other.
+	// names and sources happen to meet must not prune each other. A Sync
+	// resource adopts nothing: its inventory is its own namespace's.
 	var adopt []string
 	for _, name := range req.Settings.Inventory.Adopt {
-		if !d.cfg.ownsInventory(name) {
+		if !d.ownsInventory(name) && s.Resource == nil {
 			adopt = append(adopt, name)
 		}
 	}
@@ -82,25 +83,84 @@ func (d *Daemon) Request(ctx context.Context, s SyncConfig, src reconcile.Source
 		}
 		req.Settings.Render.SOPS.AgeKeys = keys
 	}
-	configs, err := d.clustersOf(s)
-	if err != nil {
-		return req, fmt.Errorf("sync %s: %w", s.Name, err)
-	}
-	for _, c := range configs {
-		t, err := d.target(ctx, c)
-		req.Clusters = append(req.Clusters, reconcile.Cluster{Name: c.Name, Labels: c.Labels, Target: t, Unavailable: err})
-	}
-	return req, nil
+	var err error
+	req.Clusters, err = d.requestClusters(ctx, s)
+	return req, err
 }
 
-// ownsInventory reports whether a configured sync's inventory has this name.
-func (c *Config) ownsInventory(name string) bool {
-	for _, s := range c.Syncs {
+// requestClusters are a sync's clusters as the engine reaches them.
+func (d *Daemon) requestClusters(ctx context.Context, s SyncConfig) ([]reconcile.Cluster, error) {
+	configs, err := d.clustersOf(s)
+	if err != nil {
+		return nil, fmt.Errorf("sync %s: %w", s.Name, err)
+	}
+	var out []reconcile.Cluster
+	for _, c := range configs {
+		t, err := d.target(ctx, c)
+		if err == nil {
+			// A Sync with a ServiceAccount acts as it: the API server's
+			// RBAC decides what it may write and prune.
+			t, err = d.impersonated(t, s)
+		}
+		out = append(out, reconcile.Cluster{Name: c.Name, Labels: c.Labels, Target: t, Unavailable: err})
+	}
+	return out, nil
+}
+
+// ownsInventory reports whether a sync the daemon serves has an inventory
+// of this name.
+func (d *Daemon) ownsInventory(name string) bool {
+	for _, s := range d.syncs() {
 		if s.Settings().InventoryOf(s.Name).Name == name {
 			return true
 		}
 	}
 	return false
+}
+
+// protectedNow are the daemon's own objects as they are now: those of the
+// configuration, and the inventories and credential Secrets of the Sync
+// resources it serves.
+func (d *Daemon) protectedNow() []reconcile.Protected {
+	out := append([]reconcile.Protected(nil), d.protected...)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.resourceSyncs {
+		out = append(out, s.protected()...)
+	}
+	return out
+}
+
+// protected are the objects of one sync that no synced repository may
+// write: its inventory and the Secrets its credentials are in.
+func (s SyncConfig) protected() []reconcile.Protected {
+	inv := s.Settings().InventoryOf(s.Name)
+	out := []reconcile.Protected{reconcile.ProtectedSecret(inv.Namespace, inv.Name, "the inventory of sync "+s.Name)}
+	secret := func(ref *SecretRef, what string) {
+		if ref == nil {
+			return
+		}
+		ns := ref.Namespace
+		if ns == "" {
+			ns = HomeNamespace
+		}
+		out = append(out, reconcile.ProtectedSecret(ns, ref.Name, what+" of sync "+s.Name))
+	}
+	if a := s.Source.Auth; a != nil {
+		secret(a.SecretRef, "the Git credentials")
+	}
+	if v := s.Source.Verify; v != nil {
+		secret(v.SecretRef, "the verification keys")
+	}
+	if dec := s.Source.Decryption; dec != nil {
+		secret(dec.SecretRef, "the decryption keys")
+	}
+	for _, r := range s.Source.ChartRepositories {
+		if r.Auth != nil {
+			secret(r.Auth.SecretRef, "the chart repository credentials")
+		}
+	}
+	return out
 }
 
 // Sync returns the configured sync with this name.
@@ -129,11 +189,7 @@ func (c *Config) protected() []reconcile.Protected {
 		out = append(out, reconcile.ProtectedSecret(ns, ref.Name, why))
 	}
 	for _, s := range c.Syncs {
-		inv := s.Settings().InventoryOf(s.Name)
-		out = append(out, reconcile.ProtectedSecret(inv.Namespace, inv.Name, "the inventory of sync "+s.Name))
-		if a := s.Source.Auth; a != nil && a.SecretRef != nil {
-			secret(&SecretKeyRef{Namespace: a.SecretRef.Namespace, Name: a.SecretRef.Name}, "the Git credentials of sync "+s.Name)
-		}
+		out = append(out, s.protected()...)
 	}
 	for _, cl := range c.Clusters {
 		secret(cl.Kubeconfig.SecretRef, "the kubeconfig of cluster "+cl.Name)

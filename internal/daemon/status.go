@@ -54,6 +54,14 @@ type SyncStatus struct {
 	SuspendedAt     time.Time `json:"suspendedAt,omitzero"`
 	// DriftedObjects counts changes someone else made to managed objects.
 	DriftedObjects int `json:"driftedObjects,omitempty"`
+	// ObservedGeneration is the generation of the Sync resource the last
+	// reconcile read; 0 for a sync of the configuration file.
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Resource is namespace/name of the Sync resource the sync comes from.
+	Resource string `json:"resource,omitempty"`
+	// LastHandledReconcileAt is the last gitk8s.io/reconcile-requested-at
+	// of the Sync resource that a reconcile served.
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
 }
 
 func (s *SyncStatus) copy() SyncStatus {
@@ -103,13 +111,35 @@ func (s *SyncStatus) setCondition(c Condition) {
 func (d *Daemon) statusOf(name string) SyncStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.status[name].copy()
+	if st := d.status[name]; st != nil {
+		return st.copy()
+	}
+	return SyncStatus{Name: name}
+}
+
+// observe notes the generation and reconcile request of a Sync resource a
+// reconcile is about to serve.
+func (d *Daemon) observe(s SyncConfig) {
+	if s.Resource == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st := d.status[s.Name]; st != nil {
+		st.ObservedGeneration = s.Resource.Generation
+		if s.Resource.RequestedAt != "" {
+			st.LastHandledReconcileAt = s.Resource.RequestedAt
+		}
+	}
 }
 
 func (d *Daemon) setReconciling(name, rev string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.status[name]
+	if st == nil {
+		return
+	}
 	st.LastAttemptedRevision = rev
 	st.setCondition(Condition{Type: "Reconciling", Status: "True", Reason: ReasonProgressing, Message: "applying " + rev, LastTransitionTime: time.Now()})
 }
@@ -120,6 +150,9 @@ func (d *Daemon) record(name, rev, reason string, err error, result *SyncStatus)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.status[name]
+	if st == nil {
+		return
+	}
 	now := time.Now()
 	st.LastAttempt = now
 	if rev != "" {

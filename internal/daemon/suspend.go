@@ -158,6 +158,18 @@ func parseSuspensions(cm *corev1.ConfigMap) map[string]Suspension {
 // the configuration.
 const ConfigSuspendReason = "suspend: true in the daemon's configuration (gitk8s resume does not override it)"
 
+// ResourceSuspendReason is the reason shown for a Sync resource with
+// spec.suspend: true.
+const ResourceSuspendReason = "spec.suspend: true in the Sync"
+
+// suspendReason says why a sync with suspend set is suspended.
+func (s SyncConfig) suspendReason() string {
+	if s.Resource != nil {
+		return ResourceSuspendReason
+	}
+	return ConfigSuspendReason
+}
+
 // watchSuspensions starts, once, an informer on the home cluster's
 // SuspendedConfigMap (that one object, by a field selector), which keeps
 // the daemon's suspensions and the syncs' status current and triggers a
@@ -218,14 +230,19 @@ func (d *Daemon) waitForSuspensions(ctx context.Context) bool {
 // triggers the syncs that were resumed.
 func (d *Daemon) setSuspensions(current map[string]Suspension) {
 	var resumed, suspended []string
+	syncs := d.syncs()
 	d.mu.Lock()
-	for _, s := range d.cfg.Syncs {
+	d.suspensionsNow = current
+	for _, s := range syncs {
 		st := d.status[s.Name]
+		if st == nil {
+			continue
+		}
 		was := st.Suspended
 		sus, listed := current[s.Name]
 		switch {
 		case s.Suspend:
-			st.Suspended, st.SuspendedReason, st.SuspendedBy, st.SuspendedAt = true, ConfigSuspendReason, "", time.Time{}
+			st.Suspended, st.SuspendedReason, st.SuspendedBy, st.SuspendedAt = true, s.suspendReason(), "", time.Time{}
 		case listed:
 			st.Suspended, st.SuspendedReason, st.SuspendedBy, st.SuspendedAt = true, sus.Reason, sus.By, sus.At
 			if !was {
@@ -240,7 +257,7 @@ func (d *Daemon) setSuspensions(current map[string]Suspension) {
 	}
 	d.mu.Unlock()
 	for name, s := range current {
-		if _, ok := d.triggers[name]; !ok {
+		if _, ok := d.syncConfig(name); !ok {
 			d.log.Debug("suspension of an unknown sync", "sync", name, "reason", s.Reason)
 		}
 	}
@@ -258,5 +275,6 @@ func (d *Daemon) setSuspensions(current map[string]Suspension) {
 func (d *Daemon) suspended(name string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.status[name].Suspended
+	st := d.status[name]
+	return st != nil && st.Suspended
 }

@@ -399,7 +399,7 @@ func repoKey(raw string) string {
 // triggered by any push to its repository); it returns how many.
 func (d *Daemon) OnPush(p Push) int {
 	n := 0
-	for _, s := range d.cfg.Syncs {
+	for _, s := range d.syncs() {
 		matched := false
 		for _, r := range p.Repositories {
 			if sameRepository(r, s.Source.URL) {

@@ -20,9 +20,9 @@ func sign(secret, body string) string {
 
 func testDaemon() *Daemon {
 	cfg := &Config{Syncs: []SyncConfig{
-		{Name: "shop", Source: SourceConfig{URL: "https://git.example/org/shop.git", Ref: RefSpec{Branch: "main"}}},
-		{Name: "shop-staging", Source: SourceConfig{URL: "git@git.example:org/shop.git", Ref: RefSpec{Branch: "staging"}}},
-		{Name: "other", Source: SourceConfig{URL: "https://git.example/org/other"}},
+		{Name: "shop", SyncSpec: SyncSpec{Source: SourceConfig{URL: "https://git.example/org/shop.git", Ref: RefSpec{Branch: "main"}}}},
+		{Name: "shop-staging", SyncSpec: SyncSpec{Source: SourceConfig{URL: "git@git.example:org/shop.git", Ref: RefSpec{Branch: "staging"}}}},
+		{Name: "other", SyncSpec: SyncSpec{Source: SourceConfig{URL: "https://git.example/org/other"}}},
 	}}
 	d := &Daemon{cfg: cfg, triggers: map[string]chan struct{}{}}
 	for _, s := range cfg.Syncs {
