@@ -126,6 +126,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newDaemonCommand(g, stderr),
 		newSuspendCommand(g, stdout),
 		newResumeCommand(g, stdout),
+		newReconcileCommand(g, stdout),
+		newConvertCommand(stdout),
 		newVersionCommand(stdout),
 		newPushCommand(stdout),
 	)

@@ -95,7 +95,7 @@ type ReceiverConfig struct {
 	InvalidBurst     int `json:"invalidBurst,omitempty"`
 	InvalidPerMinute int `json:"invalidPerMinute,omitempty"`
 	// BodyTimeout bounds the reading of a request's body (default 10s).
-	BodyTimeout Duration `json:"bodyTimeout,omitempty"`
+	BodyTimeout Duration `json:"bodyTimeout,omitzero"`
 }
 
 // SecretRef names a Secret in the home cluster (HomeCluster); the
@@ -154,7 +154,7 @@ type SyncSpec struct {
 	Namespace string `json:"namespace,omitempty"`
 	// Inventory names the ApplySet parent Secret (default gitk8s-<name>
 	// in gitk8s-system).
-	Inventory InventoryConfig `json:"inventory,omitempty"`
+	Inventory InventoryConfig `json:"inventory,omitzero"`
 	// Prune deletes objects of the inventory that are no longer rendered.
 	Prune bool `json:"prune,omitempty"`
 	// AllowDestructivePrune lets a prune delete Namespaces, CRDs,
@@ -162,7 +162,7 @@ type SyncSpec struct {
 	AllowDestructivePrune bool `json:"allowDestructivePrune,omitempty"`
 	// PruneTimeout bounds the wait for each pruned object to be gone
 	// (default 1m).
-	PruneTimeout Duration `json:"pruneTimeout,omitempty"`
+	PruneTimeout Duration `json:"pruneTimeout,omitzero"`
 	// ForceConflicts takes over fields other field managers own, each
 	// reported (default true); false makes them errors.
 	ForceConflicts *bool `json:"forceConflicts,omitempty"`
@@ -170,10 +170,10 @@ type SyncSpec struct {
 	RequestConcurrency int `json:"requestConcurrency,omitempty"`
 	// ClusterTimeout is the deadline of each cluster's part of a
 	// reconcile (default 10m).
-	ClusterTimeout Duration `json:"clusterTimeout,omitempty"`
+	ClusterTimeout Duration `json:"clusterTimeout,omitzero"`
 	Wait           struct {
-		Timeout Duration `json:"timeout,omitempty"`
-	} `json:"wait,omitempty"`
+		Timeout Duration `json:"timeout,omitzero"`
+	} `json:"wait,omitzero"`
 	// Suspend stops reconciling the sync until it is set false again.
 	Suspend bool `json:"suspend,omitempty"`
 	// Drift is heal (the default: re-apply what someone changed, within
@@ -253,13 +253,13 @@ const (
 type SourceConfig struct {
 	URL      string   `json:"url"`
 	Path     string   `json:"path,omitempty"`
-	Ref      RefSpec  `json:"ref,omitempty"`
-	Interval Duration `json:"interval,omitempty"`
+	Ref      RefSpec  `json:"ref,omitzero"`
+	Interval Duration `json:"interval,omitzero"`
 	// Auth holds the remote's credentials.
 	Auth *SourceAuth `json:"auth,omitempty"`
 	// Timeout bounds each Git network operation (default 1m), as the
 	// CLI's --git-timeout does.
-	Timeout Duration `json:"timeout,omitempty"`
+	Timeout Duration `json:"timeout,omitzero"`
 	// Verify requires an oci:// source's artifacts to be signed: provider
 	// cosign, and a Secret whose keys ending in .pub hold the public keys
 	// (Flux's convention). An unsigned artifact is refused.
@@ -303,8 +303,8 @@ type SourceConfig struct {
 // take the defaults (1Gi, 1m, 2m, 64Mi).
 type RenderLimitsConfig struct {
 	Memory  *resource.Quantity `json:"memory,omitempty"`
-	CPU     Duration           `json:"cpu,omitempty"`
-	Timeout Duration           `json:"timeout,omitempty"`
+	CPU     Duration           `json:"cpu,omitzero"`
+	Timeout Duration           `json:"timeout,omitzero"`
 	Output  *resource.Quantity `json:"output,omitempty"`
 }
 
@@ -518,6 +518,21 @@ func (c *Config) validate() []error {
 	}
 	if c.Concurrency < 0 {
 		bad("concurrency must not be negative")
+	}
+	if r := c.SyncResources; r != nil {
+		for _, name := range r.Clusters {
+			if !clusters[name] {
+				bad("syncResources.clusters: cluster %s is not in clusters", name)
+			}
+		}
+		for _, ns := range r.Namespaces {
+			if len(validation.IsDNS1123Label(ns)) > 0 {
+				bad("syncResources.namespaces: %q is not a namespace name", ns)
+			}
+		}
+		if sa := r.DefaultServiceAccount; sa != "" && len(validation.IsDNS1123Subdomain(sa)) > 0 {
+			bad("syncResources.defaultServiceAccount %q is not a ServiceAccount name", sa)
+		}
 	}
 	return errs
 }

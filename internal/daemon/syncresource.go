@@ -50,7 +50,7 @@ type SyncResource struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 	Spec              SyncResourceSpec   `json:"spec"`
-	Status            SyncResourceStatus `json:"status,omitempty"`
+	Status            SyncResourceStatus `json:"status,omitzero"`
 }
 
 // SyncResourceSpec is a Sync's spec: what a sync of the configuration file
@@ -357,4 +357,63 @@ func resourceStatus(s SyncConfig, st SyncStatus, handled string) SyncResourceSta
 			Reason: reason, Message: c.Message, LastTransitionTime: metav1.NewTime(t.Truncate(time.Second)), ObservedGeneration: st.ObservedGeneration})
 	}
 	return out
+}
+
+// SyncResourcesOf converts the configuration's syncs into Sync resources
+// in a namespace, each keeping its inventory (so the Sync takes over what
+// the sync applied) and naming the namespaces of its Secrets. A sync that
+// reads the daemon's files (secretDir) cannot become a Sync: each is named.
+func (c *Config) SyncResourcesOf(namespace string) ([]SyncResource, error) {
+	var out []SyncResource
+	var errs []error
+	for _, s := range c.Syncs {
+		spec := s.SyncSpec
+		inv := s.Settings().InventoryOf(s.Name)
+		spec.Inventory = InventoryConfig{Name: inv.Name, Namespace: inv.Namespace}
+		fix := func(field string, ref **SecretRef, dir string) {
+			if dir != "" {
+				errs = append(errs, fmt.Errorf("sync %s: %s.secretDir: a Sync cannot read the daemon's files; put the keys in a Secret and use secretRef", s.Name, field))
+			}
+			if *ref != nil {
+				r := **ref
+				if r.Namespace == "" {
+					r.Namespace = HomeNamespace
+				}
+				*ref = &r
+			}
+		}
+		if a := spec.Source.Auth; a != nil {
+			cp := *a
+			fix("source.auth", &cp.SecretRef, cp.SecretDir)
+			spec.Source.Auth = &cp
+		}
+		if v := spec.Source.Verify; v != nil {
+			cp := *v
+			fix("source.verify", &cp.SecretRef, cp.SecretDir)
+			spec.Source.Verify = &cp
+		}
+		if dec := spec.Source.Decryption; dec != nil {
+			cp := *dec
+			fix("source.decryption", &cp.SecretRef, cp.SecretDir)
+			spec.Source.Decryption = &cp
+		}
+		repos := make([]ChartRepositoryConfig, len(spec.Source.ChartRepositories))
+		for i, r := range spec.Source.ChartRepositories {
+			if r.Auth != nil {
+				a := *r.Auth
+				fix(fmt.Sprintf("source.chartRepositories[%d].auth", i), &a.SecretRef, a.SecretDir)
+				r.Auth = &a
+			}
+			repos[i] = r
+		}
+		if len(repos) > 0 {
+			spec.Source.ChartRepositories = repos
+		}
+		out = append(out, SyncResource{
+			TypeMeta:   metav1.TypeMeta{APIVersion: SyncGroup + "/" + SyncVersion, Kind: "Sync"},
+			ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: namespace},
+			Spec:       SyncResourceSpec{SyncSpec: spec},
+		})
+	}
+	return out, errors.Join(errs...)
 }

@@ -357,3 +357,48 @@ syncResources: {enabled: true, requireServiceAccount: true}
 	})
 	run.noLeak(t, []string{"team-b-password-51c3"})
 }
+
+// TestConvertedSyncsPassAsResources converts a configuration's syncs into
+// Sync resources and reads them back as the daemon reads Syncs: the same
+// sync, with its inventory kept, and a sync that reads the daemon's files
+// named as one that cannot be converted.
+func TestConvertedSyncsPassAsResources(t *testing.T) {
+	cfg, err := parseConfig(t, `apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: x}}
+syncs:
+- name: shop
+  source: {url: "https://git.example/shop.git", ref: {branch: main}, interval: 2m, auth: {secretRef: {name: creds}}}
+  clusters: [local]
+  prune: true
+  policies: {modes: {quota-fit: warn}}
+syncResources: {enabled: true, clusters: [local]}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs, err := cfg.SyncResourcesOf(HomeNamespace)
+	if err != nil || len(syncs) != 1 {
+		t.Fatalf("%d Syncs, %v", len(syncs), err)
+	}
+	text, err := yaml.Marshal(syncs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := cfg.SyncFromResource(syncObject(t, string(text)))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	file, _ := cfg.Sync("shop")
+	if got, want := s.Settings().InventoryOf(s.Name), file.Settings().InventoryOf(file.Name); got.Name != want.Name || got.Namespace != want.Namespace {
+		t.Errorf("inventory %s/%s, want the sync's %s/%s", got.Namespace, got.Name, want.Namespace, want.Name)
+	}
+	if s.Source.URL != file.Source.URL || s.Source.Interval != file.Source.Interval || !s.Prune || s.Source.Auth.SecretRef.Namespace != HomeNamespace || s.Policies.Modes["quota-fit"] != "warn" {
+		t.Errorf("converted sync differs:\n%s", text)
+	}
+	cfg.Syncs[0].Source.Auth = &SourceAuth{SecretDir: "/etc/creds"}
+	if _, err := cfg.SyncResourcesOf(HomeNamespace); err == nil || !strings.Contains(err.Error(), "sync shop: source.auth.secretDir: a Sync cannot read the daemon's files") {
+		t.Errorf("secretDir: %v", err)
+	}
+}
