@@ -130,12 +130,14 @@ func (m *Manager) listMembers(ctx context.Context, inv *inventory, kinds map[sch
 // namespaces (a team's ServiceAccount), in each namespace the inventory
 // records, which are the only ones its members can be in.
 func (m *Manager) listLabelled(ctx context.Context, gvr schema.GroupVersionResource, namespaced bool, inv *inventory, selector string) ([]metav1.PartialObjectMetadata, error) {
-	list, err := m.target.Metadata.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: selector})
-	if err == nil {
-		return list.Items, nil
-	}
-	if !namespaced || !apierrors.IsForbidden(err) {
-		return nil, err
+	if !namespaced || m.target.Impersonated == "" {
+		list, err := m.target.Metadata.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err == nil {
+			return list.Items, nil
+		}
+		if !namespaced || !apierrors.IsForbidden(err) {
+			return nil, err
+		}
 	}
 	var items []metav1.PartialObjectMetadata
 	for _, ns := range sortedKeys(inv.namespaces) {

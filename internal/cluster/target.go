@@ -37,6 +37,13 @@ type Target struct {
 	Discovery discovery.CachedDiscoveryInterface
 	// Mapper maps kinds to resources. Call Mapper.Reset after CRDs change.
 	Mapper meta.ResettableRESTMapper
+	// Impersonated is the user every request is made as (Impersonating),
+	// empty for the credentials' own. Such a user, a team's
+	// ServiceAccount, is expected to list in its namespaces only.
+	Impersonated string
+	// Original is the Target an impersonating one was made from, which
+	// acts with the credentials' own identity; nil for that one itself.
+	Original *Target
 }
 
 // Options say how to reach clusters.
@@ -150,6 +157,6 @@ func (t *Target) Impersonating(user string) (*Target, error) {
 		return nil, fmt.Errorf("cluster %s as %s: %w", t.Name, user, err)
 	}
 	out := *t
-	out.Config, out.Dynamic, out.Metadata = cfg, dyn, md
+	out.Config, out.Dynamic, out.Metadata, out.Impersonated, out.Original = cfg, dyn, md, user, t
 	return &out, nil
 }

@@ -101,8 +101,6 @@ type Daemon struct {
 	// cluster Target and user.
 	impersonatingMu sync.Mutex
 	impersonating   map[impersonationKey]*cluster.Target
-	// impersonatedBase is the Target each of those acts through.
-	impersonatedBase map[*cluster.Target]*cluster.Target
 }
 
 // New connects to the configured clusters (without contacting them).
@@ -122,8 +120,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
 		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
 		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions(), protected: cfg.protected(),
-		resourceSyncs: map[string]SyncConfig{}, syncsChanged: make(chan struct{}, 1), impersonating: map[impersonationKey]*cluster.Target{},
-		impersonatedBase: map[*cluster.Target]*cluster.Target{}}
+		resourceSyncs: map[string]SyncConfig{}, syncsChanged: make(chan struct{}, 1), impersonating: map[impersonationKey]*cluster.Target{}}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
 		var err error
@@ -583,12 +580,23 @@ func (d *Daemon) hooks(ctx context.Context, syncName string, inventory apply.Inv
 			if cs := r.ChangeSet; cs != nil && !r.Stopped && r.Reason != reconcile.PolicyViolation {
 				log.Info("applied", "counts", cs.Count())
 				if cs.InventoryID != "" {
-					d.watchDrift(d.watchContext(ctx), syncName, d.watchTarget(t), cs.InventoryID, resourcesOf(cs))
+					d.startDriftWatch(ctx, syncName, t, cs)
 				}
 			}
 			d.announce(ctx, inventory, rev, t, r)
 		},
 	}
+}
+
+// startDriftWatch watches what a cluster's apply wrote: as the daemon, in
+// every namespace, for a sync of the configuration file; for a Sync
+// resource as its ServiceAccount (when it has one), in its namespace.
+func (d *Daemon) startDriftWatch(ctx context.Context, syncName string, t *cluster.Target, cs *apply.ChangeSet) {
+	namespace := ""
+	if s, ok := d.syncConfig(syncName); ok && s.Resource != nil {
+		namespace = s.Resource.Namespace
+	}
+	d.watchDrift(d.watchContext(ctx), syncName, t, namespace, cs.InventoryID, resourcesOf(cs))
 }
 
 // watchContext is the context drift watches of the current term run in.

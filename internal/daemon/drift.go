@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata/metadatainformer"
@@ -77,7 +78,11 @@ func (d *Daemon) driftUnsynced() []string {
 // watchDrift makes sure the sync's objects of these resources in this
 // cluster are watched. The first event of each object (its initial list)
 // only records how gitk8s owns it.
-func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Target, inventoryID string, resources []schema.GroupVersionResource) {
+//
+// namespace, when set, limits the watch to one namespace and to namespaced
+// kinds: a team's Sync is watched as its ServiceAccount, which may list its
+// own namespace only.
+func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Target, namespace, inventoryID string, resources []schema.GroupVersionResource) {
 	d.driftMu.Lock()
 	if ctx.Err() != nil { // the term is over: its watches are stopped and forgotten
 		d.driftMu.Unlock()
@@ -95,7 +100,7 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	if !ok {
 		wctx, cancel := context.WithCancel(ctx)
 		w = &driftWatch{watching: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, since: map[schema.GroupVersionResource]time.Time{}, stop: wctx.Done(), target: t, cancel: cancel,
-			factory: metadatainformer.NewFilteredSharedInformerFactory(t.Metadata, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
+			factory: metadatainformer.NewFilteredSharedInformerFactory(t.Metadata, 0, namespace, func(o *metav1.ListOptions) {
 				o.LabelSelector = apply.LabelPartOf + "=" + inventoryID
 			})}
 		d.drifts[key] = w
@@ -116,6 +121,11 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 		gvk, err := t.Mapper.KindFor(gvr)
 		if err != nil {
 			continue
+		}
+		if namespace != "" {
+			if m, err := t.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil || m.Scope.Name() != meta.RESTScopeNameNamespace {
+				continue
+			}
 		}
 		informer := w.factory.ForResource(gvr).Informer()
 		w.watching[gvr] = informer

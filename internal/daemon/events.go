@@ -120,7 +120,13 @@ func (d *Daemon) announce(ctx context.Context, inventory apply.InventoryOptions,
 	if r.Reason == reconcile.ClusterUnavailable {
 		return // an unreachable cluster cannot store the event either
 	}
-	rec := d.recorderFor(t)
+	// Events are the daemon's word, written as the daemon, also for a
+	// Sync that acts as its ServiceAccount.
+	own := t
+	if t.Original != nil {
+		own = t.Original
+	}
+	rec := d.recorderFor(own)
 	if rec == nil {
 		return
 	}

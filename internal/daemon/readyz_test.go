@@ -84,7 +84,7 @@ syncs:
 	gone.Close()
 	unreachable := *d.targets["local"]
 	unreachable.Metadata = metadata.NewForConfigOrDie(&rest.Config{Host: gone.URL})
-	d.watchDrift(ctx, "other", &unreachable, "applyset-x-v1", []schema.GroupVersionResource{{Version: "v1", Resource: "configmaps"}})
+	d.watchDrift(ctx, "other", &unreachable, "", "applyset-x-v1", []schema.GroupVersionResource{{Version: "v1", Resource: "configmaps"}})
 	time.Sleep(time.Second)
 	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "drift watches not synced: other/local: configmaps") {
 		t.Errorf("with a watch that cannot list: %d %q", code, body)

@@ -323,16 +323,19 @@ syncResources: {enabled: true, requireServiceAccount: true}
 	apply(sync("app", "  serviceAccountName: deployer\n"))
 	run.eventually(t, "the resumed Sync applies the new commit", 60*time.Second, func() bool { return configMapValue(t, teamA, "settings") == "four" })
 
-	// A requested reconcile heals a change at once, whatever the interval.
+	// An edit of the spec is applied at once; a requested reconcile is
+	// served whatever the interval.
 	apply(sync("app", "  serviceAccountName: deployer\n  source: {url: \""+srv.URL+"\", path: app, interval: 1h}\n"))
 	run.eventually(t, "the edit is observed", 20*time.Second, func() bool {
 		u := get("app")
 		gen, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
 		return gen == u.GetGeneration()
 	})
+	// Drift is watched as the ServiceAccount, in its namespace, and healed.
 	if _, err := client.CoreV1().ConfigMaps(teamA).Patch(ctx, "settings", types.MergePatchType, []byte(`{"data":{"value":"edited"}}`), metav1.PatchOptions{FieldManager: "someone"}); err != nil {
 		t.Fatal(err)
 	}
+	run.eventually(t, "the drift is healed", 30*time.Second, func() bool { return configMapValue(t, teamA, "settings") == "four" })
 	if out, err := kubectl(t, "", "annotate", "--overwrite", "-n", teamA, "sync/app", AnnotationReconcileRequestedAt+"=now-1"); err != nil {
 		t.Fatalf("annotate: %v\n%s", err, out)
 	}

@@ -341,18 +341,5 @@ func (d *Daemon) impersonated(t *cluster.Target, s SyncConfig) (*cluster.Target,
 		return nil, err
 	}
 	d.impersonating[key] = it
-	d.impersonatedBase[it] = t
 	return it, nil
-}
-
-// watchTarget is the Target drift watches go through: the daemon's own
-// identity, which lists and watches what every Sync applied, also for a
-// Sync whose writes impersonate its ServiceAccount.
-func (d *Daemon) watchTarget(t *cluster.Target) *cluster.Target {
-	d.impersonatingMu.Lock()
-	defer d.impersonatingMu.Unlock()
-	if base, ok := d.impersonatedBase[t]; ok {
-		return base
-	}
-	return t
 }

@@ -56,6 +56,52 @@ func (l *LiveTarget) list(resource, namespace string) ([]*unstructured.Unstructu
 	return out, nil
 }
 
+// listAll lists a resource across namespaces; a refusal is remembered, so
+// that the run lists namespace by namespace from then on.
+func (l *LiveTarget) listAll(resource string) ([]*unstructured.Unstructured, error) {
+	key := "list/" + resource + "/"
+	l.mu.Lock()
+	if v, ok := l.cache[key]; ok {
+		l.mu.Unlock()
+		return v.([]*unstructured.Unstructured), nil
+	}
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(l.Context, 30*time.Second)
+	defer cancel()
+	list, err := l.Target.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}).List(ctx, metav1.ListOptions{})
+	if apierrors.IsForbidden(err) {
+		l.mu.Lock()
+		l.cache["forbidden/"+resource] = true
+		l.mu.Unlock()
+		return nil, errListForbidden
+	}
+	if err != nil {
+		return nil, l.failed(fmt.Errorf("list %s: %w", resource, err))
+	}
+	var out []*unstructured.Unstructured
+	for i := range list.Items {
+		out = append(out, &list.Items[i])
+	}
+	l.mu.Lock()
+	l.cache[key] = out
+	l.mu.Unlock()
+	return out, nil
+}
+
+// errListForbidden says a list across namespaces was refused.
+var errListForbidden = errors.New("list across namespaces forbidden")
+
+// namespaced reports whether lists of a resource go namespace by
+// namespace in this run.
+func (l *LiveTarget) namespaced(resource string) bool {
+	if l.Target.Impersonated != "" {
+		return true // a team's account: it lists its namespaces only
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cache["forbidden/"+resource] != nil
+}
+
 // Quotas implements Live: one list across namespaces per run.
 func (l *LiveTarget) Quotas(namespace string) ([]*unstructured.Unstructured, error) {
 	return l.inNamespace("resourcequotas", namespace)
@@ -66,8 +112,16 @@ func (l *LiveTarget) LimitRanges(namespace string) ([]*unstructured.Unstructured
 	return l.inNamespace("limitranges", namespace)
 }
 
+// inNamespace lists across namespaces once, or, when whoever applies may
+// not (a team's ServiceAccount), in the namespace asked for.
 func (l *LiveTarget) inNamespace(resource, namespace string) ([]*unstructured.Unstructured, error) {
-	all, err := l.list(resource, "")
+	if l.namespaced(resource) {
+		return l.list(resource, namespace)
+	}
+	all, err := l.listAll(resource)
+	if errors.Is(err, errListForbidden) {
+		return l.list(resource, namespace)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,11 @@ type AuditEvent struct {
 	User       struct {
 		Username string `json:"username"`
 	} `json:"user"`
+	// ImpersonatedUser is who the request was made as, when User
+	// impersonated someone.
+	ImpersonatedUser struct {
+		Username string `json:"username"`
+	} `json:"impersonatedUser"`
 	ResponseStatus struct {
 		Code int `json:"code"`
 	} `json:"responseStatus"`
