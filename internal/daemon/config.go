@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gitk8s/gitk8s/internal/chartdeps"
+	"github.com/gitk8s/gitk8s/internal/notify"
 	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/render"
 	"github.com/gitk8s/gitk8s/internal/source"
@@ -182,6 +184,25 @@ type SyncSpec struct {
 	// Policies tune the policy gate of this sync (default: every rule at
 	// its own severity, admission policies from the policies/ folder).
 	Policies *PoliciesConfig `json:"policies,omitempty"`
+	// Notify tells people what the sync did: commit statuses on the Git
+	// host, alerts to a webhook or a chat.
+	Notify []NotifyConfig `json:"notify,omitempty"`
+}
+
+// NotifyConfig is one notifier of a sync.
+type NotifyConfig struct {
+	// Provider is github, gitlab or gitea (a commit status per revision,
+	// sync and cluster: pending, then success or failure), webhook (a
+	// signed JSON body) or slack (an incoming webhook).
+	Provider string `json:"provider"`
+	// Address is the Git host's API (default https://api.github.com for
+	// github, the repository's host for gitlab and gitea), or the
+	// webhook's URL.
+	Address string `json:"address,omitempty"`
+	// SecretRef holds the API token or the webhook's signing secret (key
+	// default "token"), and for a webhook or slack notifier without an
+	// address, the address (key "address").
+	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
 }
 
 // InventoryConfig names a sync's ApplySet parent Secret.
@@ -627,6 +648,34 @@ func (c *Config) syncProblems(s SyncConfig, where string, clusters map[string]bo
 	}
 	for _, err := range s.Settings().Validate() {
 		bad("%s: %v", where, err)
+	}
+	for i, n := range s.Notify {
+		field := fmt.Sprintf("%s: notify[%d]", where, i)
+		switch n.Provider {
+		case notify.GitHub, notify.GitLab, notify.Gitea:
+			if n.SecretRef == nil {
+				bad("%s: a %s commit status needs secretRef, the Secret of an API token", field, n.Provider)
+			}
+			if source.IsOCI(s.Source.URL) {
+				bad("%s: an oci:// source has no commits to set a status on", field)
+			}
+		case notify.Webhook, notify.Slack:
+			if n.Address == "" && n.SecretRef == nil {
+				bad("%s: a %s notifier needs its address, or a secretRef holding it", field, n.Provider)
+			}
+		default:
+			bad("%s: provider %q is not one of github, gitlab, gitea, webhook, slack", field, n.Provider)
+		}
+		if n.Address != "" {
+			if u, err := url.Parse(n.Address); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+				bad("%s: address %q must be an http(s) URL without credentials", field, source.Redact(n.Address))
+			}
+		}
+		if n.SecretRef != nil {
+			for _, e := range n.SecretRef.problems() {
+				bad("%s.secretRef: %s", field, e)
+			}
+		}
 	}
 	return errs
 }

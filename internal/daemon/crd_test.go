@@ -102,6 +102,7 @@ var enums = map[string][]any{
 	"SyncResourceSpec.DeletionPolicy": {DeletionPrune, DeletionOrphan},
 	"VerifyConfig.Provider":           {"cosign"},
 	"DecryptionConfig.Provider":       {"sops"},
+	"NotifyConfig.Provider":           {"github", "gitlab", "gitea", "webhook", "slack"},
 }
 
 // rules are CEL validations, by type name.

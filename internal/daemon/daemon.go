@@ -86,6 +86,9 @@ type Daemon struct {
 	// oci reads the syncs' OCI artifacts.
 	oci *source.OCIFetcher
 
+	// notify sends the syncs' commit statuses and alerts.
+	notify *notifiers
+
 	// resourceSyncs are the syncs of Sync resources, by sync name (under
 	// mu); syncsChanged tells the term one was added.
 	resourceSyncs map[string]SyncConfig
@@ -120,7 +123,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
 		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
 		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions(), protected: cfg.protected(),
-		resourceSyncs: map[string]SyncConfig{}, syncsChanged: make(chan struct{}, 1), impersonating: map[impersonationKey]*cluster.Target{}}
+		resourceSyncs: map[string]SyncConfig{}, notify: newNotifiers(), syncsChanged: make(chan struct{}, 1), impersonating: map[impersonationKey]*cluster.Target{}}
 	for _, c := range cfg.Clusters {
 		var t *cluster.Target
 		var err error
@@ -515,16 +518,31 @@ func (d *Daemon) Reconcile(ctx context.Context, s SyncConfig) (err error) {
 		d.metrics.gitFetch.Observe(time.Since(fetchStart).Seconds())
 		return snap, err
 	})
+	clusterNames := d.statusOf(s.Name).Clusters
+	d.notifyPending(ctx, s, rev, clusterNames)
+	notifyAll := func(reason string, err error) {
+		for _, c := range clusterNames {
+			d.notifyResult(ctx, s, rev, c, reason, err)
+		}
+	}
 	req, err := d.Request(ctx, s, src)
 	if err != nil {
 		d.record(s.Name, rev, ReasonPlanFailed, err, nil)
+		notifyAll(ReasonPlanFailed, err)
 		return err
 	}
 	req.Hooks = d.hooks(ctx, s.Name, req.Settings.InventoryOf(s.Name), rev, log)
+	if clusterDone := req.Hooks.ClusterDone; len(s.Notify) > 0 {
+		req.Hooks.ClusterDone = func(t *cluster.Target, r *reconcile.ClusterResult) {
+			clusterDone(t, r)
+			d.notifyResult(ctx, s, rev, r.Name, string(r.Reason), r.Err)
+		}
+	}
 	res := reconcile.Run(ctx, req)
 	if res.Reason == reconcile.RenderFailed || res.Reason == reconcile.SourceUnavailable {
 		log.Warn("nothing applied", "reason", res.Reason, "error", res.Err)
 		d.record(s.Name, rev, string(res.Reason), res.Err, nil)
+		notifyAll(string(res.Reason), res.Err)
 		return res.Err
 	}
 	counts := map[string]int{}

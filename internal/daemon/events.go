@@ -62,6 +62,7 @@ func newEventRecorder(t *cluster.Target) (*eventRecorder, error) {
 // Close stops the drift watches and the sending of events; events still
 // queued may be lost.
 func (d *Daemon) Close() {
+	d.notify.cancel()
 	// Drift watches started outside a term (a Reconcile called on its
 	// own) end here too.
 	d.stopDriftWatches(func() {

@@ -160,6 +160,11 @@ func (s SyncConfig) protected() []reconcile.Protected {
 			secret(r.Auth.SecretRef, "the chart repository credentials")
 		}
 	}
+	for _, n := range s.Notify {
+		if n.SecretRef != nil {
+			secret(&SecretRef{Namespace: n.SecretRef.Namespace, Name: n.SecretRef.Name}, "the notification token")
+		}
+	}
 	return out
 }
 

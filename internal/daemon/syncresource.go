@@ -310,6 +310,18 @@ func (c *Config) SyncFromResource(u *unstructured.Unstructured) (SyncConfig, err
 		auth(fmt.Sprintf("spec.source.chartRepositories[%d].auth", i), repos[i].Auth)
 	}
 	s.Source.ChartRepositories = repos
+	notifiers := make([]NotifyConfig, len(s.Notify))
+	for i, n := range s.Notify {
+		if n.SecretRef != nil {
+			ref := *n.SecretRef
+			n.SecretRef = &ref
+			refNamespace(fmt.Sprintf("spec.notify[%d].secretRef", i), &n.SecretRef.Namespace)
+		}
+		notifiers[i] = n
+	}
+	if len(notifiers) > 0 {
+		s.Notify = notifiers
+	}
 	refNamespace("spec.inventory", &s.Inventory.Namespace)
 	// A Sync may not raise the render limits above the defaults: a
 	// render's memory and time are the daemon's.
@@ -408,6 +420,20 @@ func (c *Config) SyncResourcesOf(namespace string) ([]SyncResource, error) {
 		}
 		if len(repos) > 0 {
 			spec.Source.ChartRepositories = repos
+		}
+		notifiers := make([]NotifyConfig, len(spec.Notify))
+		for i, n := range spec.Notify {
+			if n.SecretRef != nil {
+				ref := *n.SecretRef
+				if ref.Namespace == "" {
+					ref.Namespace = HomeNamespace
+				}
+				n.SecretRef = &ref
+			}
+			notifiers[i] = n
+		}
+		if len(notifiers) > 0 {
+			spec.Notify = notifiers
 		}
 		out = append(out, SyncResource{
 			TypeMeta:   metav1.TypeMeta{APIVersion: SyncGroup + "/" + SyncVersion, Kind: "Sync"},
