@@ -194,3 +194,25 @@ func TestUnsignedRequestsDoNotUseTheLimit(t *testing.T) {
 		t.Errorf("a signed request after unsigned ones: %d, want 202", code)
 	}
 }
+
+// TestPushTriggersSyncResources matches a push to Sync resources as to the
+// configuration's syncs, and not to one removed since.
+func TestPushTriggersSyncResources(t *testing.T) {
+	d := testDaemon()
+	d.resourceSyncs = map[string]SyncConfig{}
+	team := SyncConfig{Name: ResourceSyncName("team-a", "shop"), SyncSpec: SyncSpec{Source: SourceConfig{URL: "https://git.example/org/shop", Ref: RefSpec{Branch: "main"}}},
+		Resource: &ResourceRef{Namespace: "team-a", Name: "shop"}}
+	d.resourceSyncs[team.Name] = team
+	if n := d.OnPush(Push{Repositories: []string{"https://git.example/org/shop.git"}, Branches: []string{"main"}}); n != 2 {
+		t.Errorf("%d syncs triggered, want the file's shop and team-a's", n)
+	}
+	select {
+	case <-d.triggerOf(team.Name):
+	default:
+		t.Error("the Sync resource was not triggered")
+	}
+	delete(d.resourceSyncs, team.Name)
+	if n := d.OnPush(Push{Repositories: []string{"https://git.example/org/shop.git"}, Branches: []string{"main"}}); n != 1 {
+		t.Errorf("%d syncs triggered after the Sync went, want 1", n)
+	}
+}
