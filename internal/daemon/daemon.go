@@ -68,10 +68,12 @@ type Daemon struct {
 	// runCtx is the context of the current term's drift watches.
 	runCtx atomic.Pointer[context.Context]
 
-	driftMu   sync.Mutex
-	drifts    map[string]*driftWatch
-	driftSeen sync.Map // sync name → true when drift waits for a reconcile
-	pending   sync.Map // sync/cluster → *pendingDrift while it applies
+	driftMu sync.Mutex
+	drifts  map[string]*driftWatch
+	// sharedWatches are the informers the drift watches share.
+	sharedWatches map[sharedKey]*sharedWatch
+	driftSeen     sync.Map // sync name → true when drift waits for a reconcile
+	pending       sync.Map // sync/cluster → *pendingDrift while it applies
 
 	// suspendOnce starts the watch of the SuspendedConfigMap;
 	// suspensionsSynced reports when it has been read once.
@@ -121,7 +123,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, targets: map[string]*cluster.Target{}, fetcher: source.NewFetcher(opts.GitCacheDir),
 		charts: chartdeps.NewFetcher(filepath.Join(opts.GitCacheDir, "charts")), oci: source.NewOCIFetcher(filepath.Join(opts.GitCacheDir, "oci")),
 		memory: apply.NewMemoryInProcess(), log: opts.Logger, status: map[string]*SyncStatus{}, triggers: map[string]chan struct{}{},
-		metrics: newMetrics(), drifts: map[string]*driftWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
+		metrics: newMetrics(), drifts: map[string]*driftWatch{}, sharedWatches: map[sharedKey]*sharedWatch{}, advertiseURL: opts.AdvertiseURL, events: map[string]*eventRecorder{},
 		secretTargets: map[string]secretTarget{}, clusterOptions: cluster.DefaultOptions(), protected: cfg.protected(),
 		resourceSyncs: map[string]SyncConfig{}, notify: newNotifiers(), syncsChanged: make(chan struct{}, 1), impersonating: map[impersonationKey]*cluster.Target{}}
 	for _, c := range cfg.Clusters {

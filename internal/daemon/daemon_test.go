@@ -337,3 +337,45 @@ func newDaemon(t *testing.T, config string) *Daemon {
 	t.Cleanup(d.Close)
 	return d
 }
+
+// TestDriftWatchesAreShared reconciles two syncs of ConfigMaps in one
+// cluster: their drift watches share one informer, and a change to one
+// sync's object is that sync's drift only.
+func TestDriftWatchesAreShared(t *testing.T) {
+	ns := env.Namespace(t)
+	a, b := testenv.NewGitServer(t), testenv.NewGitServer(t)
+	a.Commit(t, map[string]string{"cm.yaml": configMap(ns, "a", "one")})
+	b.Commit(t, map[string]string{"cm.yaml": configMap(ns, "b", "one")})
+	d := newDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncs:
+- {name: shared-a, source: {url: %q}, clusters: [local], inventory: {name: shared-a-%s}}
+- {name: shared-b, source: {url: %q}, clusters: [local], inventory: {name: shared-b-%s}}
+`, env.Contexts[0], env.Kubeconfig, a.URL, ns, b.URL, ns))
+	for _, s := range d.cfg.Syncs {
+		if err := d.Reconcile(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.driftMu.Lock()
+	shared, watches := len(d.sharedWatches), len(d.drifts)
+	informers := 0
+	for _, w := range d.sharedWatches {
+		informers += len(w.informers)
+	}
+	d.driftMu.Unlock()
+	if shared != 1 || watches != 2 || informers != 1 {
+		t.Errorf("%d shared watches with %d informers for %d drift watches; want 1 informer for both", shared, informers, watches)
+	}
+	testenv.Within(t, "the watches list", 10*time.Second, func() bool { return len(d.driftUnsynced()) == 0 })
+	if _, err := env.Client(t, "").CoreV1().ConfigMaps(ns).Patch(context.Background(), "a", "application/merge-patch+json", []byte(`{"data":{"value":"edited"}}`), metav1.PatchOptions{FieldManager: "someone"}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Within(t, "the drift of shared-a", 10*time.Second, func() bool { return d.statusOf("shared-a").DriftedObjects == 1 })
+	time.Sleep(time.Second)
+	if n := d.statusOf("shared-b").DriftedObjects; n != 0 {
+		t.Errorf("shared-b counted %d drifted objects from shared-a's ConfigMap", n)
+	}
+}

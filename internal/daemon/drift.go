@@ -18,19 +18,52 @@ import (
 	"github.com/gitk8s/gitk8s/internal/cluster"
 )
 
-// driftWatch watches, metadata only, the objects a sync manages in one
-// cluster, and reports a change by someone else: a field gitk8s set that
-// was changed, removed or taken over, or an object deleted.
+// sharedWatch is one metadata informer per resource, for one cluster as
+// one identity (and, for a team's Sync, in one namespace), over every
+// object any ApplySet holds: all the syncs it serves share it, so many
+// syncs of one cluster cost one list and one watch per kind, and one cache.
+type sharedWatch struct {
+	mu        sync.Mutex
+	factory   metadatainformer.SharedInformerFactory
+	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
+	stop      context.CancelFunc
+	done      <-chan struct{}
+	// users counts the driftWatches on it; the last to go stops it.
+	users int
+}
+
+// sharedKey names a sharedWatch.
+type sharedKey struct {
+	target    *cluster.Target
+	namespace string
+}
+
+// driftWatch is one sync's watch in one cluster: handlers on the shared
+// informers that take the events of the sync's own objects (its ApplySet
+// id in their part-of label), and report a change by someone else: a
+// field gitk8s set that was changed, removed or taken over, or an object
+// deleted.
 type driftWatch struct {
-	mu       sync.Mutex
-	watching map[schema.GroupVersionResource]cache.SharedIndexInformer
-	// since is when each informer started.
-	since   map[schema.GroupVersionResource]time.Time
-	factory metadatainformer.SharedInformerFactory
-	stop    <-chan struct{}
-	// target is the Target watched through; cancel ends the watch.
+	mu     sync.Mutex
+	shared *sharedWatch
+	key    sharedKey
+	regs   map[schema.GroupVersionResource]cache.ResourceEventHandlerRegistration
+	// since is when each handler was added.
+	since map[schema.GroupVersionResource]time.Time
+	// target is the Target watched through.
 	target *cluster.Target
-	cancel context.CancelFunc
+}
+
+// cancel removes the watch's handlers from the shared informers.
+func (w *driftWatch) cancel() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for gvr, reg := range w.regs {
+		if informer := w.shared.informers[gvr]; informer != nil {
+			_ = informer.RemoveEventHandler(reg)
+		}
+	}
+	w.regs = map[schema.GroupVersionResource]cache.ResourceEventHandlerRegistration{}
 }
 
 // watchSyncGrace is how long a drift watch that has not listed its
@@ -45,8 +78,8 @@ func (w *driftWatch) unsynced() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []string
-	for gvr, informer := range w.watching {
-		if !informer.HasSynced() && time.Since(w.since[gvr]) < watchSyncGrace {
+	for gvr, reg := range w.regs {
+		if !reg.HasSynced() && time.Since(w.since[gvr]) < watchSyncGrace {
 			out = append(out, gvr.Resource)
 		}
 	}
@@ -90,32 +123,38 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 	}
 	key := syncName + "/" + t.Name
 	w, ok := d.drifts[key]
-	var retired *driftWatch
 	if ok && w.target != t {
 		// The cluster's kubeconfig came from a Secret that changed: the
 		// old credentials may be revoked, so watch anew with the new ones.
-		w.cancel()
-		retired, ok = w, false
+		d.releaseLocked(w)
+		delete(d.drifts, key)
+		ok = false
 	}
 	if !ok {
-		wctx, cancel := context.WithCancel(ctx)
-		w = &driftWatch{watching: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, since: map[schema.GroupVersionResource]time.Time{}, stop: wctx.Done(), target: t, cancel: cancel,
-			factory: metadatainformer.NewFilteredSharedInformerFactory(t.Metadata, 0, namespace, func(o *metav1.ListOptions) {
-				o.LabelSelector = apply.LabelPartOf + "=" + inventoryID
-			})}
+		skey := sharedKey{target: t, namespace: namespace}
+		shared := d.sharedWatches[skey]
+		if shared == nil {
+			sctx, stop := context.WithCancel(ctx)
+			shared = &sharedWatch{informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, stop: stop, done: sctx.Done(),
+				factory: metadatainformer.NewFilteredSharedInformerFactory(t.Metadata, 0, namespace, func(o *metav1.ListOptions) {
+					o.LabelSelector = apply.LabelPartOf // every ApplySet's members
+				})}
+			d.sharedWatches[skey] = shared
+		}
+		shared.users++
+		w = &driftWatch{shared: shared, key: skey, regs: map[schema.GroupVersionResource]cache.ResourceEventHandlerRegistration{},
+			since: map[schema.GroupVersionResource]time.Time{}, target: t}
 		d.drifts[key] = w
 	}
 	d.driftMu.Unlock()
-	if retired != nil {
-		retired.factory.Shutdown() // waits for its informers to end
-	}
 
 	memKey := apply.MemoryKey(t.Server, inventoryID, apply.FieldManager)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	started := false
+	ours := func(m *metav1.PartialObjectMetadata) bool { return m.Labels[apply.LabelPartOf] == inventoryID }
 	for _, gvr := range resources {
-		if _, ok := w.watching[gvr]; ok {
+		if _, ok := w.regs[gvr]; ok {
 			continue
 		}
 		gvk, err := t.Mapper.KindFor(gvr)
@@ -127,8 +166,13 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 				continue
 			}
 		}
-		informer := w.factory.ForResource(gvr).Informer()
-		w.watching[gvr] = informer
+		w.shared.mu.Lock()
+		informer := w.shared.informers[gvr]
+		if informer == nil {
+			informer = w.shared.factory.ForResource(gvr).Informer()
+			w.shared.informers[gvr] = informer
+		}
+		w.shared.mu.Unlock()
 		w.since[gvr] = time.Now()
 		idOf := func(m *metav1.PartialObjectMetadata) string {
 			return object.ObjMetadata{GroupKind: gvk.GroupKind(), Namespace: m.Namespace, Name: m.Name}.String()
@@ -158,11 +202,11 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 				return managed
 			}
 		}
-		_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			UpdateFunc: func(oldObj, newObj any) {
 				o, ok1 := oldObj.(*metav1.PartialObjectMetadata)
 				n, ok2 := newObj.(*metav1.PartialObjectMetadata)
-				if !ok1 || !ok2 {
+				if !ok1 || !ok2 || (!ours(o) && !ours(n)) {
 					return
 				}
 				switch {
@@ -177,16 +221,33 @@ func (d *Daemon) watchDrift(ctx context.Context, syncName string, t *cluster.Tar
 				if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 					obj = tomb.Obj
 				}
-				if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+				if m, ok := obj.(*metav1.PartialObjectMetadata); ok && ours(m) {
 					d.judgeDrift(syncName, t.Name, idOf(m), gone(m))
 				}
 			},
 		})
+		if err != nil {
+			continue // the informer has stopped: the term is ending
+		}
+		w.regs[gvr] = reg
 		started = true
 	}
 	if started {
-		w.factory.Start(w.stop)
+		w.shared.factory.Start(w.shared.done)
 	}
+}
+
+// releaseLocked removes a watch's handlers and stops its shared informers
+// when no other watch uses them; driftMu is held.
+func (d *Daemon) releaseLocked(w *driftWatch) {
+	w.cancel()
+	w.shared.users--
+	if w.shared.users > 0 {
+		return
+	}
+	delete(d.sharedWatches, w.key)
+	w.shared.stop()
+	go w.shared.factory.Shutdown()
 }
 
 // currentOf is the object as the informer holds it now.
@@ -282,13 +343,18 @@ func (d *Daemon) drifted(syncName, clusterName, object string) {
 func (d *Daemon) stopDriftWatches(stop context.CancelFunc) {
 	d.driftMu.Lock()
 	stop()
-	watches := d.drifts
+	for _, w := range d.drifts {
+		w.cancel()
+	}
+	shared := d.sharedWatches
 	d.drifts = map[string]*driftWatch{}
+	d.sharedWatches = map[sharedKey]*sharedWatch{}
 	d.driftMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for _, w := range watches {
+		for _, w := range shared {
+			w.stop()
 			w.factory.Shutdown()
 		}
 	}()
@@ -316,19 +382,12 @@ func (d *Daemon) driftMode(syncName string) string {
 // sync was removed, or is being finalized.
 func (d *Daemon) stopDriftOf(syncName string) {
 	d.driftMu.Lock()
-	var watches []*driftWatch
 	for key, w := range d.drifts {
 		if strings.HasPrefix(key, syncName+"/") {
-			w.cancel()
-			watches = append(watches, w)
+			d.releaseLocked(w)
 			delete(d.drifts, key)
 		}
 	}
 	d.driftMu.Unlock()
 	d.driftSeen.Delete(syncName)
-	go func() {
-		for _, w := range watches {
-			w.factory.Shutdown()
-		}
-	}()
 }
