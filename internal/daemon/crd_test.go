@@ -109,6 +109,7 @@ var enums = map[string][]any{
 var rules = map[string][]jsonSchema{
 	"SyncResourceSpec": {
 		{"rule": "!(has(self.clusters) && has(self.clusterSelector))", "message": "give clusters or clusterSelector, not both"},
+		{"rule": "!(has(self.kubeConfig) && (has(self.clusters) || has(self.clusterSelector)))", "message": "give kubeConfig or clusters/clusterSelector, not both"},
 	},
 	"RefSpec": {
 		{"rule": "[has(self.branch), has(self.tag), has(self.semver), has(self.commit)].filter(x, x).size() <= 1", "message": "give one of branch, tag, semver or commit"},

@@ -670,6 +670,9 @@ func prunedOf(r *reconcile.ClusterResult) []string {
 
 // clustersOf picks a sync's clusters.
 func (d *Daemon) clustersOf(s SyncConfig) ([]ClusterConfig, error) {
+	if own, ok := s.ownCluster(); ok {
+		return []ClusterConfig{own}, nil
+	}
 	names, err := d.cfg.clusterNamesOf(s)
 	if err != nil {
 		return nil, err

@@ -160,6 +160,10 @@ func (s SyncConfig) protected() []reconcile.Protected {
 			secret(r.Auth.SecretRef, "the chart repository credentials")
 		}
 	}
+	if s.Resource != nil && s.Resource.KubeConfig != nil {
+		kc := s.Resource.KubeConfig
+		secret(&SecretRef{Namespace: kc.Namespace, Name: kc.Name}, "the kubeconfig")
+	}
 	for _, n := range s.Notify {
 		if n.SecretRef != nil {
 			secret(&SecretRef{Namespace: n.SecretRef.Namespace, Name: n.SecretRef.Name}, "the notification token")

@@ -66,6 +66,17 @@ type SyncResourceSpec struct {
 	// DeletionPolicy is Prune (the default: deleting the Sync prunes what
 	// it applied, under the prune guards) or Orphan (the objects stay).
 	DeletionPolicy string `json:"deletionPolicy,omitempty"`
+	// KubeConfig is a cluster the team reaches itself: a kubeconfig in a
+	// Secret of the Sync's namespace (key default "value", else
+	// "kubeconfig"), with the team's credentials, instead of clusters of
+	// the daemon's configuration. Its requests use those credentials; a
+	// kubeconfig that would run a command or read a file is refused.
+	KubeConfig *KubeConfigRef `json:"kubeConfig,omitempty"`
+}
+
+// KubeConfigRef names the Secret of a Sync's own cluster.
+type KubeConfigRef struct {
+	SecretRef SecretKeyRef `json:"secretRef"`
 }
 
 // SyncResourceStatus is a Sync's status, as the Kubernetes API conventions
@@ -108,6 +119,22 @@ type ResourceRef struct {
 	RequestedAt     string
 	ResourceVersion string
 	Finalizers      []string
+	// KubeConfig is the Secret of the Sync's own cluster, if it has one.
+	KubeConfig *SecretKeyRef
+}
+
+// ownClusterName names the cluster of a Sync's kubeConfig: the Sync's
+// own name, namespace.name.
+func (s SyncConfig) ownClusterName() string { return s.Name }
+
+// ownCluster is the cluster of a Sync's kubeConfig, as the configuration
+// would give it.
+func (s SyncConfig) ownCluster() (ClusterConfig, bool) {
+	if s.Resource == nil || s.Resource.KubeConfig == nil {
+		return ClusterConfig{}, false
+	}
+	ref := *s.Resource.KubeConfig
+	return ClusterConfig{Name: s.ownClusterName(), Kubeconfig: KubeconfigRef{SecretRef: &ref}}, true
 }
 
 // deleting reports whether the sync is a Sync resource being deleted.
@@ -130,7 +157,7 @@ func ResourceSyncName(namespace, name string) string { return namespace + "." + 
 // Impersonates is the user a sync's requests are made as, empty for the
 // daemon's own identity.
 func (s SyncConfig) Impersonates() string {
-	if s.Resource == nil || s.Resource.ServiceAccountName == "" {
+	if s.Resource == nil || s.Resource.ServiceAccountName == "" || s.Resource.KubeConfig != nil {
 		return ""
 	}
 	return "system:serviceaccount:" + s.Resource.Namespace + ":" + s.Resource.ServiceAccountName
@@ -198,6 +225,8 @@ func (c *Config) SyncFromResource(u *unstructured.Unstructured) (SyncConfig, err
 		return SyncConfig{}, fmt.Errorf("Sync %s/%s: %v", u.GetNamespace(), u.GetName(), err)
 	}
 	ns, name := r.Namespace, r.Name
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	opts := c.SyncResources
 	if opts == nil {
 		opts = &SyncResourcesConfig{}
@@ -219,7 +248,14 @@ func (c *Config) SyncFromResource(u *unstructured.Unstructured) (SyncConfig, err
 	if s.Resource.ServiceAccountName == "" {
 		s.Resource.ServiceAccountName = opts.DefaultServiceAccount
 	}
-	if len(s.Clusters) == 0 && s.ClusterSelector == nil {
+	if kc := r.Spec.KubeConfig; kc != nil {
+		ref := kc.SecretRef
+		s.Resource.KubeConfig = &ref
+		if len(s.Clusters) > 0 || s.ClusterSelector != nil {
+			bad("spec.kubeConfig: give kubeConfig or clusters/clusterSelector, not both")
+		}
+		s.Clusters = nil
+	} else if len(s.Clusters) == 0 && s.ClusterSelector == nil {
 		s.Clusters = []string{c.HomeCluster()}
 	}
 	if s.Inventory.Name == "" {
@@ -228,8 +264,6 @@ func (c *Config) SyncFromResource(u *unstructured.Unstructured) (SyncConfig, err
 	if s.Inventory.Namespace == "" {
 		s.Inventory.Namespace = ns
 	}
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if len(validation.IsDNS1123Label(name)) > 0 {
 		bad("metadata.name %q must be a lowercase DNS label", name)
 	}
@@ -241,7 +275,7 @@ func (c *Config) SyncFromResource(u *unstructured.Unstructured) (SyncConfig, err
 	if sa := s.Resource.ServiceAccountName; sa != "" && len(validation.IsDNS1123Subdomain(sa)) > 0 {
 		bad("spec.serviceAccountName %q is not a ServiceAccount name", sa)
 	}
-	if s.Resource.ServiceAccountName == "" && opts.RequireServiceAccount {
+	if s.Resource.ServiceAccountName == "" && opts.RequireServiceAccount && s.Resource.KubeConfig == nil {
 		bad("spec.serviceAccountName is required here: the operator lets a Sync act only as a ServiceAccount of its namespace; name one whose RBAC allows what the repository holds")
 	}
 	if s.Source.AllowRemoteBases && !opts.AllowRemoteBases {
@@ -323,6 +357,12 @@ func (c *Config) SyncFromResource(u *unstructured.Unstructured) (SyncConfig, err
 		s.Notify = notifiers
 	}
 	refNamespace("spec.inventory", &s.Inventory.Namespace)
+	if kc := s.Resource.KubeConfig; kc != nil {
+		refNamespace("spec.kubeConfig.secretRef", &kc.Namespace)
+		for _, e := range kc.problems() {
+			bad("spec.kubeConfig.secretRef: %s", e)
+		}
+	}
 	// A Sync may not raise the render limits above the defaults: a
 	// render's memory and time are the daemon's.
 	if l := s.Source.RenderLimits.limits(); l != (render.Limits{}) {
@@ -334,6 +374,10 @@ func (c *Config) SyncFromResource(u *unstructured.Unstructured) (SyncConfig, err
 	allowed := map[string]bool{}
 	for _, name := range c.syncResourceClusters() {
 		allowed[name] = true
+	}
+	if s.Resource.KubeConfig != nil {
+		s.Clusters = []string{s.ownClusterName()}
+		allowed[s.ownClusterName()] = true
 	}
 	for _, e := range c.syncProblems(s, "spec", allowed) {
 		bad("%s", strings.Replace(e.Error(), "sync "+s.Name+": ", "", 1))

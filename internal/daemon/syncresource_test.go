@@ -9,12 +9,15 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gitk8s/gitk8s/internal/testenv"
@@ -403,5 +406,78 @@ syncResources: {enabled: true, clusters: [local]}
 	cfg.Syncs[0].Source.Auth = &SourceAuth{SecretDir: "/etc/creds"}
 	if _, err := cfg.SyncResourcesOf(HomeNamespace); err == nil || !strings.Contains(err.Error(), "sync shop: source.auth.secretDir: a Sync cannot read the daemon's files") {
 		t.Errorf("secretDir: %v", err)
+	}
+}
+
+// TestSyncWithItsOwnKubeconfig deploys with a cluster the team reaches
+// itself: a kubeconfig in a Secret of the Sync's namespace, holding a
+// token of the team's account. The daemon's requests go with that token,
+// and the operator's ServiceAccount rule does not apply to it.
+func TestSyncWithItsOwnKubeconfig(t *testing.T) {
+	installSyncCRD(t)
+	ensureHomeNamespace(t)
+	team := env.Namespace(t)
+	ctx := context.Background()
+	client := env.Client(t, "")
+	if _, err := client.CoreV1().ServiceAccounts(team).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "remote"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "remote"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "remote", Namespace: team}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "admin"}}
+	if _, err := client.RbacV1().RoleBindings(team).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := client.CoreV1().ServiceAccounts(team).CreateToken(ctx, "remote", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := env.Target(t, "").Config
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["team"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData}
+	kc.AuthInfos["team"] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	kc.Contexts["team"] = &clientcmdapi.Context{Cluster: "team", AuthInfo: "team", Namespace: team}
+	kc.CurrentContext = "team"
+	data, err := clientcmd.Write(*kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSecret(t, team, "cluster", map[string]string{"value": string(data)})
+
+	srv := testenv.NewGitServer(t)
+	srv.Commit(t, map[string]string{"cm.yaml": configMap(team, "settings", "remote")})
+	run := runDaemon(t, fmt.Sprintf(`apiVersion: gitk8s.io/v1alpha1
+kind: Config
+clusters:
+- {name: local, kubeconfig: {context: %s, path: %s}}
+syncResources: {enabled: true, requireServiceAccount: true, namespaces: [%s]}
+`, env.Contexts[0], env.Kubeconfig, team))
+	syncs := env.Target(t, "").Dynamic.Resource(SyncGVR).Namespace(team)
+	t.Cleanup(func() {
+		_, _ = syncs.Patch(context.Background(), "own", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+	})
+	mark := env.MarkAudit(t, "")
+	if out, err := kubectl(t, fmt.Sprintf("apiVersion: gitk8s.io/v1alpha1\nkind: Sync\nmetadata: {name: own, namespace: %s}\nspec:\n  source: {url: %q}\n  kubeConfig: {secretRef: {name: cluster}}\n", team, srv.URL), "apply", "-f", "-"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	run.eventually(t, "the Sync with its own kubeconfig applies", 60*time.Second, func() bool { return configMapValue(t, team, "settings") == "remote" })
+	asTeam := 0
+	for _, e := range mark.Requests(t, "gitk8s") {
+		if e.User.Username == "system:serviceaccount:"+team+":remote" && e.Verb == "patch" && e.ObjectRef.Resource == "configmaps" {
+			asTeam++
+		}
+	}
+	if asTeam == 0 {
+		t.Error("the ConfigMap was not applied with the team's kubeconfig")
+	}
+	out, err := kubectl(t, fmt.Sprintf("apiVersion: gitk8s.io/v1alpha1\nkind: Sync\nmetadata: {name: both, namespace: %s}\nspec:\n  source: {url: %q}\n  kubeConfig: {secretRef: {name: cluster}}\n  clusters: [local]\n", team, srv.URL), "apply", "-f", "-")
+	if err == nil || !strings.Contains(out, "give kubeConfig or clusters/clusterSelector, not both") {
+		t.Errorf("kubeConfig with clusters: %v\n%s", err, out)
+	}
+	if out, err := kubectl(t, "", "delete", "-n", team, "sync/own", "--timeout=60s"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := configMapValue(t, team, "settings"); got != "" {
+		t.Errorf("the deleted Sync's ConfigMap is still there: %q", got)
 	}
 }
