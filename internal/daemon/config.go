@@ -187,6 +187,11 @@ type SyncSpec struct {
 	// Notify tells people what the sync did: commit statuses on the Git
 	// host, alerts to a webhook or a chat.
 	Notify []NotifyConfig `json:"notify,omitempty"`
+	// ManagesDaemon lets the sync write objects in the daemon's namespace
+	// (gitk8s-system), to keep gitk8s itself in Git; the daemon's
+	// credentials, inventories and state there stay protected. A Sync
+	// resource cannot set it.
+	ManagesDaemon bool `json:"managesDaemon,omitempty"`
 }
 
 // NotifyConfig is one notifier of a sync.

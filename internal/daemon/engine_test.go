@@ -152,6 +152,10 @@ func TestSyncCannotWriteTheDaemonsObjects(t *testing.T) {
 		"creds.yaml":     fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: %s}\nstringData: {password: stolen}\n", creds, HomeNamespace),
 		"inventory.yaml": fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: gitk8s-other-%s, namespace: %s}\n", ns, HomeNamespace),
 		"suspended.yaml": fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: %s}\n", SuspendedConfigMap, HomeNamespace),
+		"keys.yaml":      fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: keys-%s, namespace: %s}\n", ns, HomeNamespace),
+		"age.yaml":       fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: age-%s, namespace: %s}\n", ns, HomeNamespace),
+		"charts.yaml":    fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: charts-%s, namespace: %s}\n", ns, HomeNamespace),
+		"config.yaml":    fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gitk8s-config, namespace: %s}\n", HomeNamespace),
 		"parent.yaml":    fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: parent, namespace: %s, labels: {applyset.kubernetes.io/id: applyset-x-v1}}\n", ns),
 		"ok.yaml":        fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, namespace: %s}\ndata: {value: v}\n", ns),
 	})
@@ -165,7 +169,15 @@ syncs:
   clusters: [local]
   policies: {skip: true}
 - name: other-%[3]s
-  source: {url: %[4]s, ref: {branch: main}, auth: {secretRef: {name: %[5]s}}}
+  source:
+    url: %[4]s
+    ref: {branch: main}
+    auth: {secretRef: {name: %[5]s}}
+    decryption: {provider: sops, secretRef: {name: age-%[3]s}}
+    chartRepositories: [{url: "https://charts.example/", auth: {secretRef: {name: charts-%[3]s}}}]
+  clusters: [local]
+- name: signed-%[3]s
+  source: {url: "oci://registry.example/app", ref: {tag: v1}, verify: {provider: cosign, secretRef: {name: keys-%[3]s}}}
   clusters: [local]
 `, env.Contexts[0], env.Kubeconfig, ns, srv.URL, creds))
 	err := d.Reconcile(ctx, d.cfg.Syncs[0])
@@ -174,7 +186,11 @@ syncs:
 		t.Fatalf("reason %s (%v), want PlanFailed", st.Condition("Ready").Reason, err)
 	}
 	for _, want := range []string{"Secret/" + HomeNamespace + "/" + creds + ": the Git credentials of sync other-" + ns,
-		"the inventory of sync other-" + ns, "the daemon's suspensions", "ConfigMap/" + ns + "/parent: labelled applyset.kubernetes.io/id"} {
+		"the inventory of sync other-" + ns, "the daemon's suspensions", "ConfigMap/" + ns + "/parent: labelled applyset.kubernetes.io/id",
+		"Secret/" + HomeNamespace + "/keys-" + ns + ": the verification keys of sync signed-" + ns,
+		"Secret/" + HomeNamespace + "/age-" + ns + ": the decryption keys of sync other-" + ns,
+		"Secret/" + HomeNamespace + "/charts-" + ns + ": the chart repository credentials of sync other-" + ns,
+		"ConfigMap/" + HomeNamespace + "/gitk8s-config: in " + HomeNamespace + ", the daemon's own namespace"} {
 		if !strings.Contains(st.LastError, want) {
 			t.Errorf("the error does not say %q:\n%s", want, st.LastError)
 		}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/gitk8s/gitk8s/internal/chartdeps"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
@@ -58,6 +59,9 @@ func (s SyncConfig) Settings() reconcile.Settings {
 // sync's clusters could not be chosen.
 func (d *Daemon) Request(ctx context.Context, s SyncConfig, src reconcile.Source) (reconcile.Request, error) {
 	req := reconcile.Request{Name: s.Name, Source: src, Settings: s.Settings(), Memory: d.memory, Protected: d.protectedNow()}
+	if s.ManagesDaemon && s.Resource == nil {
+		req.Protected = slices.DeleteFunc(req.Protected, func(p reconcile.Protected) bool { return p.Kind == "" && p.Name == "" })
+	}
 	// An inventory another sync owns is never adopted: two syncs whose
 	// names and sources happen to meet must not prune each other. A Sync
 	// resource adopts nothing: its inventory is its own namespace's.
@@ -200,6 +204,9 @@ func (c *Config) protected() []reconcile.Protected {
 	for _, s := range c.Syncs {
 		out = append(out, s.protected()...)
 	}
+	// The daemon's namespace holds its configuration, its Deployment and
+	// every credential the configuration names.
+	out = append(out, reconcile.ProtectedNamespace(HomeNamespace, "the daemon's own namespace (its configuration, workload and credentials)"))
 	for _, cl := range c.Clusters {
 		secret(cl.Kubeconfig.SecretRef, "the kubeconfig of cluster "+cl.Name)
 	}

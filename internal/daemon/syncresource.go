@@ -278,6 +278,9 @@ func (c *Config) SyncFromResource(u *unstructured.Unstructured) (SyncConfig, err
 	if s.Resource.ServiceAccountName == "" && opts.RequireServiceAccount && s.Resource.KubeConfig == nil {
 		bad("spec.serviceAccountName is required here: the operator lets a Sync act only as a ServiceAccount of its namespace; name one whose RBAC allows what the repository holds")
 	}
+	if s.ManagesDaemon {
+		bad("spec.managesDaemon: only a sync of the daemon's configuration file may write the daemon's namespace")
+	}
 	if s.Source.AllowRemoteBases && !opts.AllowRemoteBases {
 		bad("spec.source.allowRemoteBases: the operator does not let Syncs reach the network when they render; vendor the bases into the repository, or ask for syncResources.allowRemoteBases")
 	}

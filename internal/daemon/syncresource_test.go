@@ -290,7 +290,12 @@ syncResources: {enabled: true, requireServiceAccount: true}
 		"app/daemon.yaml":  configMap(HomeNamespace, "intruder", "x"),
 		"app/another.yaml": configMap(teamA, "another", "x"),
 	})
-	run.eventually(t, "the Sync reports the refusal", 60*time.Second, func() bool {
+	run.eventually(t, "gitk8s refuses the object in its own namespace", 60*time.Second, func() bool {
+		status, _, msg := condition(get("app"), "Ready")
+		return status == "False" && strings.Contains(msg, "ConfigMap/"+HomeNamespace+"/intruder: in "+HomeNamespace+", the daemon's own namespace")
+	})
+	srv.Commit(t, map[string]string{"app/daemon.yaml": ""})
+	run.eventually(t, "the Sync reports the API server's refusal", 60*time.Second, func() bool {
 		status, _, msg := condition(get("app"), "Ready")
 		return status == "False" && strings.Contains(msg, "forbidden") && strings.Contains(msg, teamB)
 	})

@@ -21,6 +21,13 @@ type Protected struct {
 	Why string
 }
 
+// ProtectedNamespace protects every object in a namespace (the daemon's
+// own: its configuration, Deployment, credentials); objects named there
+// on their own say why first.
+func ProtectedNamespace(namespace, why string) Protected {
+	return Protected{Namespace: namespace, Why: why}
+}
+
 // ProtectedSecret is a protected Secret.
 func ProtectedSecret(namespace, name, why string) Protected {
 	return Protected{Kind: "Secret", Namespace: namespace, Name: name, Why: why}
@@ -32,7 +39,12 @@ func ProtectedSecret(namespace, name, why string) Protected {
 // object without a namespace goes.
 func refuseProtected(objects []*render.Object, protected []Protected, defaultNamespace string) error {
 	byKey := map[string]Protected{}
+	byNamespace := map[string]Protected{}
 	for _, p := range protected {
+		if p.Kind == "" && p.Name == "" {
+			byNamespace[p.Namespace] = p
+			continue
+		}
 		byKey[schema.GroupKind{Group: p.Group, Kind: p.Kind}.String()+"/"+p.Namespace+"/"+p.Name] = p
 	}
 	var msgs []string
@@ -44,6 +56,10 @@ func refuseProtected(objects []*render.Object, protected []Protected, defaultNam
 		key := o.Object.GroupVersionKind().GroupKind().String() + "/" + ns + "/" + o.Object.GetName()
 		if p, ok := byKey[key]; ok {
 			msgs = append(msgs, fmt.Sprintf("%s: %s: %s; a repository cannot write it", o.Source, render.Ref(o.Object.GroupVersionKind().GroupKind(), ns, o.Object.GetName()), p.Why))
+			continue
+		}
+		if p, ok := byNamespace[ns]; ok && o.Object.GetNamespace() != "" {
+			msgs = append(msgs, fmt.Sprintf("%s: %s: in %s, %s; a repository cannot write there", o.Source, render.Ref(o.Object.GroupVersionKind().GroupKind(), ns, o.Object.GetName()), ns, p.Why))
 			continue
 		}
 		if _, parent := o.Object.GetLabels()[apply.LabelApplySetID]; parent {
