@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -70,6 +71,24 @@ type WebhooksConfig struct {
 	// which anyone who reaches it may read, stays internal.
 	HooksListen string           `json:"hooksListen,omitempty"`
 	Receivers   []ReceiverConfig `json:"receivers,omitempty"`
+	// TrustedProxies are the addresses (CIDRs) of reverse proxies in front
+	// of the webhooks, such as an Ingress controller: from them,
+	// X-Forwarded-For names the client whose budget of unverified requests
+	// is used. Without them, every client behind a proxy shares one.
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
+}
+
+// trustedProxies are the parsed TrustedProxies; validate refuses bad ones.
+func (w WebhooksConfig) trustedProxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, c := range w.TrustedProxies {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(c); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
 }
 
 // ListenAddress is Listen, or DefaultListen when it is not set.
@@ -512,6 +531,13 @@ func (c *Config) validate() []error {
 	}
 	for _, e := range c.Webhooks.listenProblems() {
 		bad("webhooks: %s", e)
+	}
+	for i, p := range c.Webhooks.TrustedProxies {
+		_, perr := netip.ParsePrefix(p)
+		_, aerr := netip.ParseAddr(p)
+		if perr != nil && aerr != nil {
+			bad("webhooks.trustedProxies[%d]: %q is not an address or CIDR such as 10.0.0.0/8", i, p)
+		}
 	}
 	receivers := map[string]bool{}
 	for i, r := range c.Webhooks.Receivers {

@@ -197,7 +197,8 @@ func (d *Daemon) hooksHandler() (http.Handler, error) {
 	var receivers []*Receiver
 	for _, rc := range d.cfg.Webhooks.Receivers {
 		r := &Receiver{Name: rc.Name, Provider: rc.Provider, PerMinute: rc.PerMinute,
-			InvalidBurst: rc.InvalidBurst, InvalidPerMinute: rc.InvalidPerMinute, BodyTimeout: rc.BodyTimeout.Duration}
+			InvalidBurst: rc.InvalidBurst, InvalidPerMinute: rc.InvalidPerMinute, BodyTimeout: rc.BodyTimeout.Duration,
+			TrustedProxies: d.cfg.Webhooks.trustedProxies()}
 		if rc.SecretRef != nil {
 			// Read once now, so that a missing Secret stops the daemon at
 			// start, then on every request through the cache.

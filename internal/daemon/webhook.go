@@ -13,6 +13,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -71,6 +72,10 @@ type Receiver struct {
 	// SecretRetry is how long a failure of CurrentSecret is remembered
 	// (default 5s).
 	SecretRetry time.Duration
+	// TrustedProxies are the reverse proxies (an Ingress controller) whose
+	// X-Forwarded-For says who the client is; without them every client
+	// behind a proxy shares the proxy's budget.
+	TrustedProxies []netip.Prefix
 
 	mu     sync.Mutex
 	window time.Time
@@ -130,7 +135,7 @@ func (h *webhooks) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	burst, perMinute := r.invalidLimits()
-	budget, wait := r.unverified.admit(clientKey(req.RemoteAddr), time.Now(), perMinute, burst)
+	budget, wait := r.unverified.admit(clientKey(clientAddress(req, r.TrustedProxies)), time.Now(), perMinute, burst)
 	if budget == nil {
 		leaveUnread(w)
 		tooManyRequests(w, wait, "too many unverified requests from this address")

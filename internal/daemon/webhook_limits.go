@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,10 +118,42 @@ func (b *addressBudgets) budget(key netip.Prefix, now time.Time) *addressBudget 
 	return a
 }
 
+// clientAddress is who sent a request: the peer, or, when the peer is a
+// trusted proxy, the last address in X-Forwarded-For that is not one (the
+// proxies append; what a client wrote itself comes before). Without
+// trusted proxies the header is not read: any client can write it.
+func clientAddress(req *http.Request, trusted []netip.Prefix) string {
+	peer, err := netip.ParseAddrPort(req.RemoteAddr)
+	if err != nil || !inAny(peer.Addr().Unmap(), trusted) {
+		return req.RemoteAddr
+	}
+	var hops []string
+	for _, h := range req.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return req.RemoteAddr // a malformed hop: the proxy's budget
+		}
+		if !inAny(ip.Unmap(), trusted) {
+			return netip.AddrPortFrom(ip.Unmap(), 0).String()
+		}
+	}
+	return req.RemoteAddr
+}
+
+func inAny(ip netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 // clientKey is the address a request's budget is kept under: the peer's
 // IP, or for IPv6 its /64, which one subscriber usually holds whole.
-// X-Forwarded-For is not read: any client can write it. Behind a reverse
-// proxy every client therefore has the proxy's address.
 func clientKey(remoteAddr string) netip.Prefix {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -340,5 +341,31 @@ func TestWebhookAddressBudgetsAreBounded(t *testing.T) {
 	later := now.Add(time.Minute)
 	if !spend(maxTrackedAddresses+300, later) || len(b.budgets) != 1 {
 		t.Errorf("after a minute: %d budgets kept, want 1", len(b.budgets))
+	}
+}
+
+// TestClientBehindTrustedProxy keeps a budget per client behind a trusted
+// proxy, read from X-Forwarded-For, and ignores the header from anyone
+// else (a client may write it).
+func TestClientBehindTrustedProxy(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, c := range []struct{ peer, xff, want string }{
+		{"10.1.2.3:443", "203.0.113.7", "203.0.113.7:0"},
+		{"10.1.2.3:443", "198.51.100.1, 203.0.113.7, 10.9.9.9", "203.0.113.7:0"}, // a client's own claim comes first
+		{"192.0.2.5:1234", "203.0.113.7", "192.0.2.5:1234"},                      // not a proxy: the header is ignored
+		{"10.1.2.3:443", "", "10.1.2.3:443"},
+		{"10.1.2.3:443", "not-an-address", "10.1.2.3:443"},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/hooks/x", nil)
+		req.RemoteAddr = c.peer
+		if c.xff != "" {
+			req.Header.Set("X-Forwarded-For", c.xff)
+		}
+		if got := clientAddress(req, trusted); got != c.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: %s, want %s", c.peer, c.xff, got, c.want)
+		}
+	}
+	if _, err := parseConfig(t, "apiVersion: gitk8s.io/v1alpha1\nkind: Config\nclusters: [{name: a, kubeconfig: {context: a}}]\nsyncs: [{name: s, source: {url: https://git.example/x}, clusters: [a]}]\nwebhooks: {trustedProxies: [10.0.0.0/8, nonsense]}\n"); err == nil || !strings.Contains(err.Error(), `webhooks.trustedProxies[1]: "nonsense" is not an address or CIDR`) {
+		t.Errorf("a bad trusted proxy: %v", err)
 	}
 }
