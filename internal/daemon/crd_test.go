@@ -110,6 +110,7 @@ var rules = map[string][]jsonSchema{
 	"SyncResourceSpec": {
 		{"rule": "!(has(self.clusters) && has(self.clusterSelector))", "message": "give clusters or clusterSelector, not both"},
 		{"rule": "!(has(self.kubeConfig) && (has(self.clusters) || has(self.clusterSelector)))", "message": "give kubeConfig or clusters/clusterSelector, not both"},
+		{"rule": "!has(self.managesDaemon) || !self.managesDaemon", "message": "managesDaemon: only a sync of the daemon's configuration file may write the daemon's namespace"},
 	},
 	"RefSpec": {
 		{"rule": "[has(self.branch), has(self.tag), has(self.semver), has(self.commit)].filter(x, x).size() <= 1", "message": "give one of branch, tag, semver or commit"},

@@ -209,7 +209,7 @@ webhooks:
 			t.Fatal(err)
 		}
 	}
-	eventually("the resumed syncs applied", 3*time.Second, func() bool {
+	eventually("the resumed syncs applied", 10*time.Second, func() bool {
 		return value("fast") == "two" && value("slow") == "two" && statusNamed(d, slow).LastAppliedRevision == second && !statusNamed(d, slow).Suspended
 	})
 	if value("pinned") != "" {
