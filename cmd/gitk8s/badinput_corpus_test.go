@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 // The bad-input corpus lives in testdata/badinput/<category>/<case>.txt,
@@ -537,6 +537,11 @@ func entryName(t *testing.T, key string) string {
 // stably, so that duplicates stay as given.
 func (g *gitTree) write(t *testing.T, dir string) string {
 	t.Helper()
+	return testenv.MkTree(t, dir, g.treeEntries())
+}
+
+// treeEntries are the tree's entries, folders with theirs, in Git's order.
+func (g *gitTree) treeEntries() []testenv.TreeEntry {
 	sorted := append([]*gitEntry(nil), g.entries...)
 	sortKey := func(e *gitEntry) string {
 		if e.tree != nil {
@@ -545,40 +550,14 @@ func (g *gitTree) write(t *testing.T, dir string) string {
 		return e.name
 	}
 	sort.SliceStable(sorted, func(i, j int) bool { return sortKey(sorted[i]) < sortKey(sorted[j]) })
-	var raw bytes.Buffer
-	for _, e := range sorted {
-		var id string
+	out := make([]testenv.TreeEntry, len(sorted))
+	for i, e := range sorted {
+		out[i] = testenv.TreeEntry{Mode: e.mode, Name: e.name, Data: string(e.data)}
 		if e.tree != nil {
-			id = e.tree.write(t, dir)
-		} else {
-			id = hashObject(t, dir, "blob", e.data)
+			out[i].Kids = e.tree.treeEntries()
 		}
-		bin, err := hex.DecodeString(id)
-		if err != nil {
-			t.Fatalf("tree entry %s: id %q: %v", e.name, id, err)
-		}
-		raw.WriteString(e.mode + " " + e.name + "\x00")
-		raw.Write(bin)
 	}
-	return hashObject(t, dir, "tree", raw.Bytes())
-}
-
-// hashObject stores an object as it is: trees literally, so that Git's
-// own checks do not stop a hostile tree from being made.
-func hashObject(t *testing.T, dir, kind string, data []byte) string {
-	t.Helper()
-	args := []string{"hash-object", "-w", "--stdin", "-t", kind}
-	if kind == "tree" {
-		args = append(args, "--literally")
-	}
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Stdin = bytes.NewReader(data)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git hash-object: %v\n%s", err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return out
 }
 
 // faceTimeout is how long a face may take before the test gives up on it.

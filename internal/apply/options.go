@@ -87,6 +87,10 @@ type InventoryOptions struct {
 // objects as; its inventory parents are written as FieldManager+"-applyset".
 const FieldManager = "gitk8s"
 
+// HooksFieldManager is the field manager that notes on an inventory which
+// revision's hooks ran there.
+const HooksFieldManager = FieldManager + "-hooks"
+
 // DefaultInventoryNamespace holds inventories unless told otherwise.
 const DefaultInventoryNamespace = "gitk8s-system"
 

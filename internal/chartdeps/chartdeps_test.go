@@ -40,16 +40,6 @@ func copyDir(t *testing.T, from, to string) {
 	}
 }
 
-func writeFile(t *testing.T, file, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // byRef is objects as maps, sorted by what they name.
 func byRef(objs []*render.Object) []map[string]any {
 	sorted := append([]*render.Object(nil), objs...)
@@ -94,7 +84,9 @@ func lockedChart(t *testing.T, repoURL string, publish func(chartDir string), up
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, chartYAML, strings.Replace(string(data), "    version: 0.3.0\n", "    version: 0.3.0\n    repository: "+repoURL+"\n", 1))
+	if err := os.WriteFile(chartYAML, []byte(strings.Replace(string(data), "    version: 0.3.0\n", "    version: 0.3.0\n    repository: "+repoURL+"\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	home := t.TempDir()
 	for _, args := range update {
 		chartrepo.RunHelm(t, home, strings.Fields(strings.ReplaceAll(args, "CHART", filepath.Join(work, "shop")))...)

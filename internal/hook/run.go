@@ -12,15 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/render"
 )
 
 // LabelSync marks every hook gitk8s creates with the sync it belongs to.
 const LabelSync = "gitk8s.io/hook-of"
-
-// FieldManager is the field manager hooks are created with.
-const FieldManager = "gitk8s"
 
 // Runner runs the hooks of one sync in one cluster.
 type Runner struct {
@@ -83,7 +81,7 @@ func (r *Runner) runOne(ctx context.Context, h *Hook, p Phase) Outcome {
 			return out
 		}
 	}
-	created, err := ri.Create(ctx, u, metav1.CreateOptions{FieldManager: FieldManager})
+	created, err := ri.Create(ctx, u, metav1.CreateOptions{FieldManager: apply.FieldManager})
 	if apierrors.IsAlreadyExists(err) {
 		out.Err = fmt.Errorf("it exists from an earlier run; give it the delete policy BeforeHookCreation, HookSucceeded or HookFailed, or generateName")
 		return out

@@ -37,5 +37,5 @@ func recordHooksRan(ctx context.Context, t *cluster.Target, inv apply.InventoryO
 		return
 	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnotationHooksRevision: revision}}})
-	_, _ = t.Dynamic.Resource(secretsResource).Namespace(inv.Namespace).Patch(ctx, inv.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "gitk8s-hooks"})
+	_, _ = t.Dynamic.Resource(secretsResource).Namespace(inv.Namespace).Patch(ctx, inv.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: apply.HooksFieldManager})
 }

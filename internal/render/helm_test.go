@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
 // helmBinary is the Helm CLI the Makefile builds, of the version gitk8s
@@ -171,22 +173,6 @@ func TestHelmSources(t *testing.T) {
 	}
 }
 
-// writeChart writes a chart's files (name → content) under a new root.
-func writeChart(t *testing.T, files map[string]string) string {
-	t.Helper()
-	root := t.TempDir()
-	for name, data := range files {
-		file := filepath.Join(root, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
-}
-
 const minimalChart = "apiVersion: v2\nname: app\nversion: 0.1.0\n"
 
 // TestHelmErrors: a chart that cannot be rendered fails its render with
@@ -239,7 +225,7 @@ func TestHelmErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			root := writeChart(t, tc.files)
+			root := testenv.WriteFiles(t, tc.files)
 			if tc.link[0] != "" {
 				link := filepath.Join(root, filepath.FromSlash(tc.link[0]))
 				if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {

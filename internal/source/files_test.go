@@ -12,11 +12,12 @@ import (
 // TestOpenFiles: SRC may be a file, several files or - for standard
 // input, as kubectl apply -f takes them.
 func TestOpenFiles(t *testing.T) {
-	dir := t.TempDir()
-	write(t, filepath.Join(dir, "deploy.yaml"), "kind: A")
-	write(t, filepath.Join(dir, "svc.yml"), "kind: B")
-	write(t, filepath.Join(dir, "other", "deploy.yaml"), "kind: C")
-	write(t, filepath.Join(dir, "Dockerfile.k8s"), "kind: D")
+	dir := testenv.WriteFiles(t, map[string]string{
+		"deploy.yaml":       "kind: A",
+		"svc.yml":           "kind: B",
+		"other/deploy.yaml": "kind: C",
+		"Dockerfile.k8s":    "kind: D",
+	})
 
 	snap, err := Open(t.Context(), filepath.Join(dir, "deploy.yaml"), Options{Files: []string{filepath.Join(dir, "svc.yml"), "-", filepath.Join(dir, "Dockerfile.k8s")}, Stdin: strings.NewReader("kind: E")})
 	if err != nil {
@@ -71,9 +72,10 @@ func TestOpenFiles(t *testing.T) {
 // the work tree on disk with the work tree as its root, so that ../base is
 // inside; the snapshot names its boundary.
 func TestOpenFolderOfWorkTree(t *testing.T) {
-	repo := t.TempDir()
-	write(t, filepath.Join(repo, "base", "kustomization.yaml"), "resources: []")
-	write(t, filepath.Join(repo, "overlays", "prod", "kustomization.yaml"), "resources: [../../base]")
+	repo := testenv.WriteFiles(t, map[string]string{
+		"base/kustomization.yaml":          "resources: []",
+		"overlays/prod/kustomization.yaml": "resources: [../../base]",
+	})
 	testenv.Git(t, repo, "init", "-q", "-b", "main")
 	snap, err := Open(t.Context(), filepath.Join(repo, "overlays", "prod"), Options{})
 	if err != nil {

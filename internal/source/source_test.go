@@ -10,6 +10,8 @@ import (
 	"github.com/gitk8s/gitk8s/internal/testenv"
 )
 
+// write writes a file into a folder that is there already, such as a
+// repository's work tree; testenv.WriteFiles makes a new folder of files.
 func write(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -30,8 +32,7 @@ func read(t *testing.T, snap *Snapshot, rel string) string {
 }
 
 func TestOpenDirectory(t *testing.T) {
-	dir := t.TempDir()
-	write(t, filepath.Join(dir, "deploy", "a.yaml"), "a")
+	dir := testenv.WriteFiles(t, map[string]string{"deploy/a.yaml": "a"})
 	snap, err := Open(t.Context(), dir, Options{Path: "deploy"})
 	if err != nil {
 		t.Fatal(err)

@@ -80,8 +80,8 @@ var ErrTreeLimit = errors.New("snapshot limit exceeded")
 // only if it resolves inside dir on disk, through whatever other links
 // the tree holds.
 func writeTree(ctx context.Context, objects storer.EncodedObjectStorer, tree *object.Tree, dir string) error {
-	w := &treeWriter{ctx: ctx, objects: objects, root: dir, limits: DefaultTreeLimits}
-	if err := w.writeFolder(tree, ""); err != nil {
+	w := &treeWriter{objects: objects, root: dir, limits: DefaultTreeLimits}
+	if err := w.writeFolder(ctx, tree, ""); err != nil {
 		return err
 	}
 	for _, l := range w.links {
@@ -98,7 +98,6 @@ func writeTree(ctx context.Context, objects storer.EncodedObjectStorer, tree *ob
 }
 
 type treeWriter struct {
-	ctx     context.Context
 	objects storer.EncodedObjectStorer
 	root    string
 	links   []treeLink // made once every folder and file is written
@@ -117,10 +116,10 @@ func (w *treeWriter) onDisk(p string) string {
 
 // writeFolder writes the entries of tree into folder ("" for the root),
 // which this walk made and is empty.
-func (w *treeWriter) writeFolder(tree *object.Tree, folder string) error {
+func (w *treeWriter) writeFolder(ctx context.Context, tree *object.Tree, folder string) error {
 	seen := make(map[string]bool, len(tree.Entries))
 	for _, e := range tree.Entries {
-		if err := w.ctx.Err(); err != nil {
+		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("checkout stopped: %w", err)
 		}
 		p := e.Name
@@ -146,7 +145,7 @@ func (w *treeWriter) writeFolder(tree *object.Tree, folder string) error {
 			if err := os.Mkdir(w.onDisk(p), 0o755); err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
-			if err := w.writeFolder(sub, p); err != nil {
+			if err := w.writeFolder(ctx, sub, p); err != nil {
 				return err
 			}
 		case filemode.Regular, filemode.Executable, filemode.Deprecated:

@@ -1,12 +1,9 @@
 package source
 
 import (
-	"bytes"
-	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,68 +13,18 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// node is a tree entry to build with Git plumbing, exactly as given: in
-// this order, duplicates and all, with any name. A file's or link's data
-// is its content or target; a folder has kids.
-type node struct {
-	mode, name, data string
-	kids             []node
+// file, link and folder are tree entries for testenv.MkTree, which writes
+// them exactly as given: in this order, duplicates and all, with any name.
+func file(name, data string) testenv.TreeEntry {
+	return testenv.TreeEntry{Mode: "100644", Name: name, Data: data}
 }
 
-func file(name, data string) node           { return node{mode: "100644", name: name, data: data} }
-func link(name, target string) node         { return node{mode: "120000", name: name, data: target} }
-func folder(name string, kids ...node) node { return node{mode: "40000", name: name, kids: kids} }
-
-// hashObject stores data in the repository at gitDir and returns its id.
-// Trees are stored literally, so that Git's own checks do not stop a
-// hostile tree from being made.
-func hashObject(t *testing.T, gitDir, kind string, data []byte) string {
-	t.Helper()
-	args := []string{"--git-dir", gitDir, "hash-object", "-w", "--stdin"}
-	if kind == "tree" {
-		args = append(args, "-t", "tree", "--literally")
-	}
-	cmd := exec.Command("git", args...)
-	cmd.Stdin = bytes.NewReader(data)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git hash-object: %v\n%s", err, out)
-	}
-	return strings.TrimSpace(string(out))
+func link(name, target string) testenv.TreeEntry {
+	return testenv.TreeEntry{Mode: "120000", Name: name, Data: target}
 }
 
-// mktree stores nodes as a raw tree object: "<mode> <name>\0<binary id>"
-// per entry.
-func mktree(t *testing.T, gitDir string, nodes []node) string {
-	t.Helper()
-	var raw bytes.Buffer
-	for _, n := range nodes {
-		var id string
-		switch n.mode {
-		case "40000":
-			id = mktree(t, gitDir, n.kids)
-		case "160000":
-			id = n.data
-		default:
-			id = hashObject(t, gitDir, "blob", []byte(n.data))
-		}
-		bin, err := hex.DecodeString(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw.WriteString(n.mode + " " + n.name + "\x00")
-		raw.Write(bin)
-	}
-	return hashObject(t, gitDir, "tree", raw.Bytes())
-}
-
-// commitTree makes a commit of nodes on branch and returns its SHA.
-func commitTree(t *testing.T, gitDir, branch string, nodes []node) string {
-	t.Helper()
-	tree := mktree(t, gitDir, nodes)
-	commit := testenv.Git(t, gitDir, "commit-tree", tree, "-m", branch)
-	testenv.Git(t, gitDir, "update-ref", "refs/heads/"+branch, commit)
-	return commit
+func folder(name string, kids ...testenv.TreeEntry) testenv.TreeEntry {
+	return testenv.TreeEntry{Mode: "40000", Name: name, Kids: kids}
 }
 
 // listing is every path under dir with what it holds: a file's content, a
@@ -128,7 +75,7 @@ func TestHostileTrees(t *testing.T) {
 
 	tests := []struct {
 		name  string
-		tree  []node
+		tree  []testenv.TreeEntry
 		entry string // the entry the error must name
 		// malformed trees are refused as go-git reads them, not as
 		// gitk8s writes them: the error is not an *EntryError.
@@ -136,142 +83,142 @@ func TestHostileTrees(t *testing.T) {
 	}{
 		{
 			name:  "folder under a link that chains out",
-			tree:  []node{escape, link("esc", "d/up/.."), folder("esc", folder("outside", file("sentinel", "pwned")))},
+			tree:  []testenv.TreeEntry{escape, link("esc", "d/up/.."), folder("esc", folder("outside", file("sentinel", "pwned")))},
 			entry: "esc",
 		},
 		{
 			name:  "file over a link of the same name",
-			tree:  []node{escape, link("x", "d/up/../outside/sentinel"), file("x", "pwned")},
+			tree:  []testenv.TreeEntry{escape, link("x", "d/up/../outside/sentinel"), file("x", "pwned")},
 			entry: "x",
 		},
 		{
 			name:  "name with slashes through a link",
-			tree:  []node{escape, link("esc", "d/up/.."), file("esc/outside/sentinel", "pwned")},
+			tree:  []testenv.TreeEntry{escape, link("esc", "d/up/.."), file("esc/outside/sentinel", "pwned")},
 			entry: "esc/outside/sentinel",
 		},
 		{
 			name:  "name with slashes through an absolute link",
-			tree:  []node{link("tmp", filepath.ToSlash(base)), file("tmp/outside/sentinel", "pwned")},
+			tree:  []testenv.TreeEntry{link("tmp", filepath.ToSlash(base)), file("tmp/outside/sentinel", "pwned")},
 			entry: "tmp",
 		},
 		{
 			name:  "folder under an absolute link",
-			tree:  []node{link("abs", outside), folder("abs", file("sentinel", "pwned"))},
+			tree:  []testenv.TreeEntry{link("abs", outside), folder("abs", file("sentinel", "pwned"))},
 			entry: "abs",
 		},
 		{
 			name:  "folder under a link inside the tree",
-			tree:  []node{folder("d", file("f", "mine")), link("ln", "d"), folder("ln", file("f", "overwritten"))},
+			tree:  []testenv.TreeEntry{folder("d", file("f", "mine")), link("ln", "d"), folder("ln", file("f", "overwritten"))},
 			entry: "ln",
 		},
 		{
 			name:  "link out through a link in a folder",
-			tree:  []node{escape, link("secret", "d/up/../outside/sentinel")},
+			tree:  []testenv.TreeEntry{escape, link("secret", "d/up/../outside/sentinel")},
 			entry: "secret",
 		},
 		{
 			name:  "link out through a link written after it",
-			tree:  []node{link("a", "z/../outside/sentinel"), link("z", ".")},
+			tree:  []testenv.TreeEntry{link("a", "z/../outside/sentinel"), link("z", ".")},
 			entry: "a",
 		},
 		{
 			name:  "chain of three links out",
-			tree:  []node{link("l1", "l2/.."), link("l2", "l3/.."), link("l3", "."), folder("outside")},
+			tree:  []testenv.TreeEntry{link("l1", "l2/.."), link("l2", "l3/.."), link("l3", "."), folder("outside")},
 			entry: "l1",
 		},
 		{
 			name:  "link with dot-dot",
-			tree:  []node{link("up", "../outside/sentinel")},
+			tree:  []testenv.TreeEntry{link("up", "../outside/sentinel")},
 			entry: "up",
 		},
 		{
 			name:  "absolute link",
-			tree:  []node{link("abs", outside+"/sentinel")},
+			tree:  []testenv.TreeEntry{link("abs", outside+"/sentinel")},
 			entry: "abs",
 		},
 		{
 			name:  "link loop",
-			tree:  []node{link("a", "b"), link("b", "a")},
+			tree:  []testenv.TreeEntry{link("a", "b"), link("b", "a")},
 			entry: "a",
 		},
 		{
 			name:  "link target with a NUL byte",
-			tree:  []node{link("a", "ok\x00../outside/sentinel")},
+			tree:  []testenv.TreeEntry{link("a", "ok\x00../outside/sentinel")},
 			entry: "a",
 		},
 		{
 			name:  "duplicate files",
-			tree:  []node{file("app.yaml", "one"), file("app.yaml", "two")},
+			tree:  []testenv.TreeEntry{file("app.yaml", "one"), file("app.yaml", "two")},
 			entry: "app.yaml",
 		},
 		{
 			name:  "duplicate folders",
-			tree:  []node{folder("d", file("f", "one")), folder("d", file("f", "two"))},
+			tree:  []testenv.TreeEntry{folder("d", file("f", "one")), folder("d", file("f", "two"))},
 			entry: "d",
 		},
 		{
 			name:  "folder named dot-dot",
-			tree:  []node{folder("..", folder("outside", file("sentinel", "pwned")))},
+			tree:  []testenv.TreeEntry{folder("..", folder("outside", file("sentinel", "pwned")))},
 			entry: "..",
 		},
 		{
 			name:  "folder named dot",
-			tree:  []node{folder("d", folder(".", file("f", "x")))},
+			tree:  []testenv.TreeEntry{folder("d", folder(".", file("f", "x")))},
 			entry: "d/.",
 		},
 		{
 			name:  "absolute name",
-			tree:  []node{file(outside+"/sentinel", "pwned")},
+			tree:  []testenv.TreeEntry{file(outside+"/sentinel", "pwned")},
 			entry: outside + "/sentinel",
 		},
 		{
 			name:  "backslash in a name",
-			tree:  []node{file(`a\b`, "x")},
+			tree:  []testenv.TreeEntry{file(`a\b`, "x")},
 			entry: `a\b`,
 		},
 		{
 			name:  "backslashes and dot-dot in a name",
-			tree:  []node{file(`..\outside\sentinel`, "pwned")},
+			tree:  []testenv.TreeEntry{file(`..\outside\sentinel`, "pwned")},
 			entry: `..\outside\sentinel`,
 		},
 		{
 			name:  "control character in a name",
-			tree:  []node{file("a\nb", "x")},
+			tree:  []testenv.TreeEntry{file("a\nb", "x")},
 			entry: "a\nb",
 		},
 		{
 			name:  ".git folder",
-			tree:  []node{folder(".git", file("config", "[core]\n\tfsmonitor = touch ../outside/pwned\n"))},
+			tree:  []testenv.TreeEntry{folder(".git", file("config", "[core]\n\tfsmonitor = touch ../outside/pwned\n"))},
 			entry: ".git",
 		},
 		{
 			name:  ".git folder in another case, deeper",
-			tree:  []node{folder("d", folder(".Git", file("config", "[core]\n\tbare = true\n")))},
+			tree:  []testenv.TreeEntry{folder("d", folder(".Git", file("config", "[core]\n\tbare = true\n")))},
 			entry: "d/.Git",
 		},
 		{
 			name:  ".git by its NTFS short name",
-			tree:  []node{folder("GIT~1", file("config", "x"))},
+			tree:  []testenv.TreeEntry{folder("GIT~1", file("config", "x"))},
 			entry: "GIT~1",
 		},
 		{
 			name:  ".git with a code point HFS+ ignores",
-			tree:  []node{folder(".gi\u200ct", file("config", "x"))},
+			tree:  []testenv.TreeEntry{folder(".gi\u200ct", file("config", "x"))},
 			entry: ".gi\u200ct",
 		},
 		{
 			name:  ".git with a trailing dot NTFS ignores",
-			tree:  []node{folder(".git.", file("config", "x"))},
+			tree:  []testenv.TreeEntry{folder(".git.", file("config", "x"))},
 			entry: ".git.",
 		},
 		{
 			name:  ".git link",
-			tree:  []node{link(".git", "d"), folder("d")},
+			tree:  []testenv.TreeEntry{link(".git", "d"), folder("d")},
 			entry: ".git",
 		},
 		{
 			name:      "empty name",
-			tree:      []node{folder("d", file("", "x"))},
+			tree:      []testenv.TreeEntry{folder("d", file("", "x"))},
 			entry:     "d",
 			malformed: true,
 		},
@@ -279,7 +226,7 @@ func TestHostileTrees(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			branch := "case-" + strings.NewReplacer(" ", "-", ",", "", ".", "dot").Replace(tt.name)
-			rev := commitTree(t, gitDir, branch, tt.tree)
+			rev := testenv.CommitTree(t, gitDir, branch, tt.tree)
 			write(t, filepath.Join(base, "outside", "sentinel"), "untouched")
 			before := listing(t, base)
 			for _, via := range []string{"local", "https"} {
@@ -325,22 +272,22 @@ func TestLinksInsideTheTree(t *testing.T) {
 	gitDir := filepath.Join(up.root, "repo.git")
 	srv := up.serveHTTPS("reader", "tree-test-secret")
 	f := NewFetcher(t.TempDir())
-	tree := []node{
+	tree := []testenv.TreeEntry{
 		link("chain", "via"),
 		folder("d",
 			folder("e", link("back", "../../top.yaml")),
 			file("f.yaml", "in d"),
 			link("up", ".."),
-			node{mode: "100755", name: "run.sh", data: "#!/bin/sh\n"},
+			testenv.TreeEntry{Mode: "100755", Name: "run.sh", Data: "#!/bin/sh\n"},
 		),
 		link("dangling", "missing.yaml"),
 		link("ln", "d"),
-		node{mode: "160000", name: "module", data: strings.Repeat("ab", 20)},
+		testenv.TreeEntry{Mode: "160000", Name: "module", Data: strings.Repeat("ab", 20)},
 		link("self", "."),
 		file("top.yaml", "top"),
 		link("via", "d/up/d/f.yaml"),
 	}
-	rev := commitTree(t, gitDir, "links", tree)
+	rev := testenv.CommitTree(t, gitDir, "links", tree)
 	want := map[string]string{
 		"chain":         "in d",
 		"d/e/back":      "top",
@@ -395,22 +342,22 @@ func TestTreeLimits(t *testing.T) {
 	DefaultTreeLimits = TreeLimits{FileBytes: 1000, TotalBytes: 2500, Entries: 20}
 	base := t.TempDir()
 	t.Setenv("TMPDIR", base)
-	var many []node
+	var many []testenv.TreeEntry
 	for i := range 25 {
 		many = append(many, file(strings.Repeat("f", i+1), "x"))
 	}
 	tests := []struct {
 		name, entry, want string
-		tree              []node
+		tree              []testenv.TreeEntry
 	}{
-		{"a huge file", "big.yaml", "the file is 1001 bytes, more than 1000", []node{file("a.yaml", "x"), file("big.yaml", strings.Repeat("x", 1001))}},
-		{"files too large together", "d/c", "more than 2500 bytes together", []node{folder("d", file("a", strings.Repeat("a", 900)), file("b", strings.Repeat("b", 900)), file("c", strings.Repeat("c", 900)))}},
+		{"a huge file", "big.yaml", "the file is 1001 bytes, more than 1000", []testenv.TreeEntry{file("a.yaml", "x"), file("big.yaml", strings.Repeat("x", 1001))}},
+		{"files too large together", "d/c", "more than 2500 bytes together", []testenv.TreeEntry{folder("d", file("a", strings.Repeat("a", 900)), file("b", strings.Repeat("b", 900)), file("c", strings.Repeat("c", 900)))}},
 		{"too many entries", strings.Repeat("f", 21), "more than 20 files, folders and links", many},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			branch := "limits-" + strings.ReplaceAll(tt.name, " ", "-")
-			commitTree(t, gitDir, branch, tt.tree)
+			testenv.CommitTree(t, gitDir, branch, tt.tree)
 			_, err := Open(t.Context(), gitDir, Options{Ref: branch})
 			var entryErr *EntryError
 			if !errors.Is(err, ErrTreeLimit) || !errors.As(err, &entryErr) || entryErr.Path != tt.entry || !strings.Contains(err.Error(), tt.want) {

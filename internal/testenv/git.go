@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"bytes"
+	"encoding/hex"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -24,6 +26,68 @@ func Git(t testing.TB, dir string, args ...string) string {
 		t.Fatalf("git %v: %v\n%s", args, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// HashObject stores data as an object of kind (blob, tree, commit) in the
+// repository at dir and returns its id. Trees are stored literally, so that
+// Git's own checks do not stop a hostile tree from being made.
+func HashObject(t testing.TB, dir, kind string, data []byte) string {
+	t.Helper()
+	args := []string{"hash-object", "-w", "--stdin", "-t", kind}
+	if kind == "tree" {
+		args = append(args, "--literally")
+	}
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git hash-object: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TreeEntry is an entry of a tree MkTree stores. Data is a file's content,
+// a link's target or a submodule's commit id; a folder (mode 40000) has
+// Kids instead.
+type TreeEntry struct {
+	Mode, Name, Data string
+	Kids             []TreeEntry
+}
+
+// MkTree stores entries as a raw tree object, "<mode> <name>\0<binary id>"
+// per entry, exactly as given: in this order, duplicates and all, with any
+// name. It returns the tree's id.
+func MkTree(t testing.TB, dir string, entries []TreeEntry) string {
+	t.Helper()
+	var raw bytes.Buffer
+	for _, e := range entries {
+		var id string
+		switch e.Mode {
+		case "40000":
+			id = MkTree(t, dir, e.Kids)
+		case "160000":
+			id = e.Data
+		default:
+			id = HashObject(t, dir, "blob", []byte(e.Data))
+		}
+		bin, err := hex.DecodeString(id)
+		if err != nil {
+			t.Fatalf("tree entry %q: id %q: %v", e.Name, id, err)
+		}
+		raw.WriteString(e.Mode + " " + e.Name + "\x00")
+		raw.Write(bin)
+	}
+	return HashObject(t, dir, "tree", raw.Bytes())
+}
+
+// CommitTree commits the tree of entries on branch of the repository at
+// dir and returns the commit.
+func CommitTree(t testing.TB, dir, branch string, entries []TreeEntry) string {
+	t.Helper()
+	commit := Git(t, dir, "commit-tree", MkTree(t, dir, entries), "-m", branch)
+	Git(t, dir, "update-ref", "refs/heads/"+branch, commit)
+	return commit
 }
 
 // GitServer serves a bare repository over HTTP on loopback with Debian's
@@ -141,11 +205,18 @@ func WriteFiles(t testing.TB, files map[string]string) string {
 // after d.
 func Within(t testing.TB, what string, d time.Duration, ok func() bool) {
 	t.Helper()
+	Poll(t, what, d, 20*time.Millisecond, ok)
+}
+
+// Poll waits until ok holds, checking every period, or fails the test
+// after d.
+func Poll(t testing.TB, what string, d, period time.Duration, ok func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for !ok() {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s did not happen within %s", what, d)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(period)
 	}
 }

@@ -106,17 +106,10 @@ func figures(t *testing.T, name string, converged time.Duration, requests, lost 
 	}
 }
 
-// poll waits until ok holds, checking every period, or fails the test
-// after d.
+// poll is testenv.Poll, by the name the fault tests call it.
 func poll(t *testing.T, what string, d, period time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %s", what, d)
-		}
-		time.Sleep(period)
-	}
+	testenv.Poll(t, what, d, period, ok)
 }
 
 // requestMarks are the ends of every cluster's audit log when a fault's
@@ -266,7 +259,7 @@ func waitAPIServersReady(t *testing.T, d time.Duration) {
 	t.Helper()
 	for _, c := range env.Contexts {
 		rc := client(t, c).Discovery().RESTClient()
-		poll(t, "API server "+c+" ready", d, 200*time.Millisecond, func() bool {
+		testenv.Poll(t, "API server "+c+" ready", d, 200*time.Millisecond, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			var code int
@@ -378,7 +371,7 @@ func startDaemon(t *testing.T, spec daemonSpec) *daemonProcess {
 			t.Logf("daemon %s log:\n%s", p.URL, tail(p.logs.String(), 150))
 		}
 	})
-	poll(t, "the daemon listens", 30*time.Second, 50*time.Millisecond, func() bool {
+	testenv.Poll(t, "the daemon listens", 30*time.Second, 50*time.Millisecond, func() bool {
 		select {
 		case <-p.exited:
 			t.Fatalf("the daemon exited: %s", p.logs.String())
@@ -473,7 +466,7 @@ func (p *daemonProcess) synced(name, rev string) bool {
 // waitSynced waits until the sync is Ready at the revision.
 func (p *daemonProcess) waitSynced(t *testing.T, name, rev string, d time.Duration) {
 	t.Helper()
-	poll(t, fmt.Sprintf("sync %s Ready at %.12s", name, rev), d, 100*time.Millisecond, func() bool { return p.synced(name, rev) })
+	testenv.Poll(t, fmt.Sprintf("sync %s Ready at %.12s", name, rev), d, 100*time.Millisecond, func() bool { return p.synced(name, rev) })
 }
 
 // role is what the daemon's /readyz says: "leader", "standby", or "" when
