@@ -6,17 +6,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/daemon"
+	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
 	"github.com/gitk8s/gitk8s/internal/testenv"
 )
@@ -84,10 +92,176 @@ func countsText(m map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
+// writesOf is what a report says an apply writes to each cluster, as
+// object → action: what it creates, configures, recreates or prunes.
+// A cluster the policy gate blocks gets nothing.
+func writesOf(report applyReport) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, cr := range report.Clusters {
+		writes := map[string]string{}
+		out[cr.Cluster] = writes
+		if cr.Blocked {
+			continue
+		}
+		for _, o := range cr.Objects {
+			switch apply.Action(o.Action) {
+			case apply.Created, apply.Configured, apply.Recreated, apply.Pruned:
+				writes[o.ref()] = o.Action
+			}
+		}
+	}
+	return out
+}
+
+// actionsOf is every object's action in each cluster, as object → action.
+func actionsOf(report applyReport) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, cr := range report.Clusters {
+		actions := map[string]string{}
+		for _, o := range cr.Objects {
+			actions[o.ref()] = o.Action
+		}
+		out[cr.Cluster] = actions
+	}
+	return out
+}
+
+// refusals is the error a report says the daemon records: a line per
+// cluster that refuses the revision, for a policy violation or a prune
+// the guard refused.
+func refusals(report applyReport) string {
+	var lines []string
+	for _, cr := range report.Clusters {
+		switch {
+		case cr.Blocked:
+			var found []string
+			for _, f := range cr.Findings {
+				if f.Severity != policy.Error {
+					continue
+				}
+				where := f.File
+				if f.Line > 0 {
+					where = fmt.Sprintf("%s:%d", f.File, f.Line)
+				}
+				found = append(found, fmt.Sprintf("%s: %s: %s: %s", where, f.Rule, f.Object, f.Message))
+			}
+			lines = append(lines, fmt.Sprintf("cluster %s: policy violations, nothing applied: %s", cr.Cluster, strings.Join(found, "; ")))
+		case cr.PruneRefused != "":
+			lines = append(lines, fmt.Sprintf("cluster %s: %s", cr.Cluster, cr.PruneRefused))
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// auditOf reads, from a cluster's audit log, the requests gitk8s sent
+// since the mark, once the log has caught up with every request answered
+// before the call.
+func auditOf(t *testing.T, kubeContext string, mark testenv.AuditMark) []testenv.AuditEvent {
+	t.Helper()
+	const agent = "gitk8s-test-audit-mark"
+	rc := rest.CopyConfig(env.Target(t, kubeContext).Config)
+	rc.UserAgent = agent
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = client.CoreV1().Namespaces().Get(context.Background(), agent, metav1.GetOptions{})
+	for deadline := time.Now().Add(10 * time.Second); len(mark.Requests(t, agent)) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit log of %s does not show the marker request", kubeContext)
+		}
+	}
+	var out []testenv.AuditEvent
+	for _, ev := range mark.Requests(t, "gitk8s") {
+		if ev.UserAgent == "gitk8s" {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// isWrite tells a request that changed the cluster: not a read, not a
+// dry-run.
+func isWrite(ev testenv.AuditEvent) bool {
+	switch ev.Verb {
+	case "create", "update", "patch", "delete", "deletecollection":
+		return !strings.Contains(ev.RequestURI, "dryRun=")
+	}
+	return false
+}
+
+// wrote is what gitk8s's requests did to the objects of namespace ns
+// (and to the Namespace itself), as object → action: a write that
+// created the object (201) is created, another configured, a delete
+// pruned, a delete and a create recreated; a refused write is failed.
+func wrote(t *testing.T, events []testenv.AuditEvent, mapper meta.RESTMapper, ns string) map[string]string {
+	t.Helper()
+	type did struct{ created, changed, deleted, failed bool }
+	byObject := map[string]*did{}
+	var order []string
+	for _, ev := range events {
+		o := ev.ObjectRef
+		if !isWrite(ev) || o.Resource == "events" || (o.Namespace != ns && (o.Resource != "namespaces" || o.Name != ns)) {
+			continue
+		}
+		gvk, err := mapper.KindFor(schema.GroupVersionResource{Resource: o.Resource})
+		if err != nil {
+			t.Fatalf("%s %s: %v", ev.Verb, ev.RequestURI, err)
+		}
+		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s %s: %v", ev.Verb, ev.RequestURI, err)
+		}
+		// The audit log gives a Namespace its own name as its namespace.
+		ref := gvk.Kind + "/" + o.Name
+		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+			ref = gvk.Kind + "/" + o.Namespace + "/" + o.Name
+		}
+		d := byObject[ref]
+		if d == nil {
+			d = &did{}
+			byObject[ref] = d
+			order = append(order, ref)
+		}
+		switch code := ev.ResponseStatus.Code; {
+		case code >= 300 && !(ev.Verb == "delete" && code == http.StatusNotFound):
+			d.failed = true
+		case ev.Verb == "delete" || ev.Verb == "deletecollection":
+			d.deleted = true
+		case code == http.StatusCreated:
+			d.created = true
+		default:
+			d.changed = true
+		}
+	}
+	out := map[string]string{}
+	for _, ref := range order {
+		d := byObject[ref]
+		switch {
+		case d.failed:
+			out[ref] = string(apply.Failed)
+		case d.deleted && d.created:
+			out[ref] = string(apply.Recreated)
+		case d.deleted:
+			out[ref] = string(apply.Pruned)
+		case d.created:
+			out[ref] = string(apply.Created)
+		default:
+			out[ref] = string(apply.Configured)
+		}
+	}
+	return out
+}
+
 // TestDiffPredictsTheDaemon drives commits through the PR check (gitk8s
-// diff --config --sync on the checkout) and then through the daemon's
-// reconcile of the same sync: the predicted change (actions per object,
-// prunes, refusals, federated placements) is what the daemon then does.
+// diff --config --sync on the checkout, and apply --dry-run with the same
+// flags) and then through the daemon's reconcile of the same sync: the
+// predicted change is what the daemon then does, in every cluster. The
+// objects the diff says are created, configured, recreated or pruned are
+// the objects the daemon's requests created, changed or deleted, as the
+// API servers' audit logs show them; the refusals (policy violations, a
+// prune the guard refused) are the daemon's error, word for word; the
+// federated placements are the daemon's; and the dry runs write nothing.
 func TestDiffPredictsTheDaemon(t *testing.T) {
 	ns := env.Namespace(t)
 	two := env.Contexts[1]
@@ -109,6 +283,15 @@ syncs:
   prune: true
   policies: {modes: {probe-liveness-missing: "off", probe-readiness-missing: "off"}}
 `, env.Contexts[0], env.Kubeconfig, two, name, srv.URL, ns))
+	contexts := map[string]string{"one": env.Contexts[0], "two": two}
+	mappers := map[string]meta.RESTMapper{"one": env.Target(t, env.Contexts[0]).Mapper, "two": env.Target(t, two).Mapper}
+	marks := func() map[string]testenv.AuditMark {
+		m := map[string]testenv.AuditMark{}
+		for c, kubeContext := range contexts {
+			m[c] = env.MarkAudit(t, kubeContext)
+		}
+		return m
+	}
 	fedNamespace := fmt.Sprintf("apiVersion: types.kubefed.io/v1beta1\nkind: FederatedNamespace\nmetadata: {name: %[1]s, namespace: %[1]s}\nspec: {placement: {clusters: [{name: one}, {name: two}]}}\n", ns)
 	fedConfigMap := func(clusters string) string {
 		return fmt.Sprintf("apiVersion: types.kubefed.io/v1beta1\nkind: FederatedConfigMap\nmetadata: {name: fed, namespace: %s}\nspec:\n  template: {data: {value: v}}\n  placement: {clusters: [%s]}\n", ns, clusters)
@@ -118,12 +301,19 @@ syncs:
 		files map[string]string
 		// wantReason is the reason both faces must give.
 		wantReason reconcile.Reason
+		// wantWrites are, per cluster, the objects the daemon must write,
+		// so that the prediction is known to cover each kind of change.
+		wantWrites map[string]map[string]string
 		// live checks the clusters after the daemon's reconcile.
 		live func(t *testing.T)
 	}{
 		{name: "first revision", wantReason: reconcile.Succeeded, files: map[string]string{
 			"deploy/ns.yaml": fedNamespace, "deploy/a.yaml": unplaced("a", "1"), "deploy/b.yaml": unplaced("b", "1"),
 			"deploy/c.yaml": unplaced("c", "1"), "deploy/fed.yaml": fedConfigMap("{name: one}")},
+			wantWrites: map[string]map[string]string{
+				"one": {"Namespace/" + ns: "configured", "ConfigMap/" + ns + "/a": "created", "ConfigMap/" + ns + "/b": "created", "ConfigMap/" + ns + "/c": "created", "ConfigMap/" + ns + "/fed": "created"},
+				"two": {"Namespace/" + ns: "created", "ConfigMap/" + ns + "/a": "created", "ConfigMap/" + ns + "/b": "created", "ConfigMap/" + ns + "/c": "created"},
+			},
 			live: func(t *testing.T) {
 				if !exists(t, "configmap", ns, "b") || !exists(t, "configmap", ns, "fed") {
 					t.Error("b or fed missing")
@@ -131,6 +321,10 @@ syncs:
 			}},
 		{name: "changed, removed and federated objects", wantReason: reconcile.Succeeded, files: map[string]string{
 			"deploy/a.yaml": unplaced("a", "2"), "deploy/b.yaml": "", "deploy/fed.yaml": fedConfigMap("{name: one}, {name: two}")},
+			wantWrites: map[string]map[string]string{
+				"one": {"ConfigMap/" + ns + "/a": "configured", "ConfigMap/" + ns + "/b": "pruned"},
+				"two": {"ConfigMap/" + ns + "/a": "configured", "ConfigMap/" + ns + "/b": "pruned", "ConfigMap/" + ns + "/fed": "created"},
+			},
 			live: func(t *testing.T) {
 				if exists(t, "configmap", ns, "b") {
 					t.Error("b was not pruned")
@@ -142,6 +336,7 @@ syncs:
 		{name: "policy violation", wantReason: reconcile.PolicyViolation, files: map[string]string{
 			"deploy/a.yaml":  unplaced("a", "3"),
 			"deploy/rb.yaml": "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: admin}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: default}]\n"},
+			wantWrites: map[string]map[string]string{"one": {}, "two": {}},
 			live: func(t *testing.T) {
 				cm, err := env.Client(t, "").CoreV1().ConfigMaps(ns).Get(context.Background(), "a", metav1.GetOptions{})
 				if err != nil || cm.Data["value"] != "2" {
@@ -150,6 +345,7 @@ syncs:
 			}},
 		{name: "prune refused", wantReason: reconcile.PruneRefused, files: map[string]string{
 			"deploy/rb.yaml": "", "deploy/a.yaml": "", "deploy/c.yaml": "", "deploy/fed.yaml": ""},
+			wantWrites: map[string]map[string]string{"one": {}, "two": {}},
 			live: func(t *testing.T) {
 				if !exists(t, "configmap", ns, "a") || !exists(t, "configmap", ns, "c") {
 					t.Error("a refused prune deleted objects")
@@ -158,6 +354,7 @@ syncs:
 	}
 	for _, c := range commits {
 		rev := srv.Commit(t, c.files)
+		before := marks()
 		stdout, stderr, code := gitk8s(t, "diff", "--config", configPath, "--sync", name, srv.Work, "-o", "json")
 		if code == exitError && c.wantReason != reconcile.PolicyViolation {
 			t.Fatalf("%s: diff failed:\n%s\n%s", c.name, stdout, stderr)
@@ -173,10 +370,58 @@ syncs:
 		if wantReason != string(c.wantReason) {
 			t.Errorf("%s: the diff predicts %s, want %s\n%s", c.name, wantReason, c.wantReason, stderr)
 		}
+		wantWrites := writesOf(report)
+		if diff := cmp.Diff(c.wantWrites, wantWrites); diff != "" {
+			t.Errorf("%s: the diff predicts other writes than the test expects (-want +got):\n%s", c.name, diff)
+		}
+
+		// apply --dry-run with the daemon's configuration predicts what
+		// the diff does.
+		stdout, stderr, _ = gitk8s(t, "apply", "--dry-run", "--config", configPath, "--sync", name, srv.Work, "-o", "json")
+		var dryRun applyReport
+		if err := json.Unmarshal([]byte(stdout), &dryRun); err != nil {
+			t.Fatalf("%s: apply --dry-run -o json: %v\n%s\n%s", c.name, err, stdout, stderr)
+		}
+		if diff := cmp.Diff(actionsOf(report), actionsOf(dryRun)); diff != "" {
+			t.Errorf("%s: apply --dry-run plans other actions than diff (-diff +apply --dry-run):\n%s", c.name, diff)
+		}
+		if _, reason := predicted(dryRun); reason != wantReason || dryRun.Revision != rev {
+			t.Errorf("%s: apply --dry-run predicts %s at %s, diff %s at %s", c.name, reason, dryRun.Revision, wantReason, rev)
+		}
+		if got, want := refusals(dryRun), refusals(report); got != want {
+			t.Errorf("%s: apply --dry-run refuses with\n%s\ndiff with\n%s", c.name, got, want)
+		}
+		if diff := cmp.Diff(report.Federated, dryRun.Federated); diff != "" {
+			t.Errorf("%s: apply --dry-run places federated objects otherwise than diff (-diff +apply --dry-run):\n%s", c.name, diff)
+		}
+		for cl, kubeContext := range contexts {
+			for _, ev := range auditOf(t, kubeContext, before[cl]) {
+				// Events are not the cluster's objects, and the daemon's of
+				// the previous reconcile may arrive late.
+				if isWrite(ev) && ev.ObjectRef.Resource != "events" {
+					t.Errorf("%s: a dry run wrote to cluster %s: %s %s (%d)", c.name, cl, ev.Verb, ev.RequestURI, ev.ResponseStatus.Code)
+				}
+			}
+		}
+
+		// The daemon does what was predicted.
+		before = marks()
 		_ = d.Reconcile(context.Background(), cfg.Syncs[0])
 		st := statusOf(t, d, name)
 		if got := st.Condition("Ready").Reason; got != wantReason {
 			t.Errorf("%s: the daemon's reason is %s (%s), the diff predicted %s", c.name, got, st.LastError, wantReason)
+		}
+		for cl, kubeContext := range contexts {
+			got := wrote(t, auditOf(t, kubeContext, before[cl]), mappers[cl], ns)
+			if diff := cmp.Diff(wantWrites[cl], got); diff != "" {
+				t.Errorf("%s: in cluster %s the daemon wrote otherwise than the diff predicted (-predicted +done):\n%s", c.name, cl, diff)
+			}
+		}
+		if got, want := st.LastError, refusals(report); got != want {
+			t.Errorf("%s: the daemon's error is\n%s\nthe diff predicted\n%s", c.name, got, want)
+		}
+		if diff := cmp.Diff(report.Federated, st.Federated); diff != "" {
+			t.Errorf("%s: the daemon placed federated objects otherwise than the diff predicted (-predicted +done):\n%s", c.name, diff)
 		}
 		if c.wantReason != reconcile.PolicyViolation {
 			if got, want := countsText(st.Counts), countsText(wantCounts); got != want {

@@ -2,10 +2,17 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,5 +292,81 @@ func TestCancelledRunStopsBeforeTheClusters(t *testing.T) {
 	}
 	if configMapExists(t, ns, "a") {
 		t.Error("a cancelled run wrote a ConfigMap")
+	}
+}
+
+// TestRunServiceUnavailableDuringThePlan puts a gateway in front of the
+// API server that passes the probe and every read but answers 503 to the
+// dry-runs of the plan: both faces, the daemon's run and the CLI's dry
+// run, call the cluster unavailable (not the plan failed), and nothing is
+// written.
+func TestRunServiceUnavailableDuringThePlan(t *testing.T) {
+	direct := env.Target(t, "")
+	upstream, err := url.Parse(direct.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transport, err := rest.TransportFor(direct.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(upstream)
+	forward.Transport = transport
+	var mu sync.Mutex
+	var refused, written []string
+	gateway := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("dryRun") {
+			mu.Lock()
+			refused = append(refused, r.Method+" "+r.URL.Path)
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+				Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
+				Message: "the server is currently unable to handle the request"})
+			return
+		}
+		if r.Method != http.MethodGet {
+			mu.Lock()
+			written = append(written, r.Method+" "+r.URL.Path)
+			mu.Unlock()
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(gateway.Close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: gateway.Certificate().Raw})
+	flaky, err := cluster.New("flaky", "default", &rest.Config{Host: gateway.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca}}, cluster.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dryRun := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dry-run=%v", dryRun), func(t *testing.T) {
+			ns := env.Namespace(t)
+			mu.Lock()
+			refused, written = nil, nil
+			mu.Unlock()
+			settings := DefaultSettings()
+			settings.Prune = true
+			settings.Policy.Off = true
+			res := Run(context.Background(), Request{Name: "flaky-" + ns, Source: dir(t, map[string]string{"a.yaml": configMap(ns, "a", "1")}),
+				Settings: settings, Clusters: Clusters([]*cluster.Target{flaky}), DryRun: dryRun})
+			if res.Reason != ClusterUnavailable || res.Clusters[0].Reason != ClusterUnavailable {
+				t.Fatalf("reason %s (cluster %s), want ClusterUnavailable: %v", res.Reason, res.Clusters[0].Reason, res.Err)
+			}
+			if want := "flaky became unreachable"; res.Err == nil || !strings.Contains(res.Err.Error(), want) || !strings.Contains(res.Err.Error(), "ConfigMap/"+ns+"/a") {
+				t.Errorf("error %v does not say %q and name the object", res.Err, want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(refused) == 0 {
+				t.Error("the plan sent no dry-run, so the gateway's 503 was never tested")
+			}
+			if len(written) > 0 {
+				t.Errorf("a run whose plan the cluster did not answer wrote %v", written)
+			}
+			if configMapExists(t, ns, "a") {
+				t.Error("ConfigMap a was written")
+			}
+		})
 	}
 }

@@ -57,6 +57,10 @@ func (res *Result) FederatedStatus() []Federated {
 				if cr.Err != nil {
 					st.Message = cr.Err.Error()
 				}
+			case cr.Reason == PolicyViolation:
+				// The policy gate lets nothing be written there, in a dry
+				// run as in a sync: what the plan would do is not done.
+				st.Action = string(apply.Skipped)
 			default:
 				var entry *apply.ChangeSetEntry
 				for _, e := range cr.ChangeSet.Entries {
