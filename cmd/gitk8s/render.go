@@ -6,9 +6,11 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gitk8s/gitk8s/internal/diff"
+	"github.com/gitk8s/gitk8s/internal/reconcile"
 )
 
 func newRenderCommand(stdout io.Writer) *cobra.Command {
@@ -30,20 +32,22 @@ output to kubectl.`,
 			if output != "yaml" && output != "json" {
 				return failWith(exitError, fmt.Errorf("-o %s: use yaml or json", output))
 			}
-			snap, bundle, err := src.load(cmd.Context(), src.take(args))
+			from := src.take(args)
+			render, err := src.renderSettings()
 			if err != nil {
 				return failWith(exitError, err)
 			}
-			defer snap.Close()
+			bundle, err := reconcile.Render(cmd.Context(), reconcile.Request{Source: src.opener(from, src.path), Settings: reconcile.Settings{Render: render}})
+			if err != nil {
+				return failWith(exitError, err)
+			}
 			printSkipped(cmd.ErrOrStderr(), bundle)
+			objects := make([]*unstructured.Unstructured, len(bundle.Objects))
+			for i, o := range bundle.Objects {
+				objects[i] = o.Object
+			}
 			if !showSecrets {
-				masker := diff.NewMasker()
-				for _, o := range bundle.Objects {
-					masker.Learn(o.Object)
-				}
-				for _, o := range bundle.Objects {
-					masker.MaskObject(o.Object)
-				}
+				diff.NewMasker().MaskAll(objects)
 			}
 			if output == "json" {
 				items := make([]any, len(bundle.Objects))

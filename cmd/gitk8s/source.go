@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -106,10 +105,7 @@ func (o *sourceOptions) take(args []string) string {
 
 // syncName is the sync name of the SRC arguments when none is given.
 func (o *sourceOptions) syncName(src, folder string) string {
-	if len(o.extra) > 0 {
-		src = fmt.Sprintf("%s-and-%d-more", strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)), len(o.extra))
-	}
-	return reconcile.SyncNameOf(src, folder)
+	return reconcile.SyncNameOfSources(append([]string{src}, o.extra...), folder)
 }
 
 // onceStdin reads standard input the first time a snapshot needs it and
@@ -302,30 +298,6 @@ func (o *sourceOptions) checkLimits() error {
 		}
 	}
 	return nil
-}
-
-// load opens SRC and renders it, for the commands that only read (render,
-// validate). The snapshot must be closed by the caller.
-func (o *sourceOptions) load(ctx context.Context, src string) (*source.Snapshot, *render.Bundle, error) {
-	opts, err := o.openOptions()
-	if err != nil {
-		return nil, nil, err
-	}
-	snap, err := source.Open(ctx, src, opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	settings, err := o.renderSettings()
-	if err != nil {
-		_ = snap.Close()
-		return nil, nil, err
-	}
-	bundle, err := settings.Render(ctx, settings.Options(snap))
-	if err != nil {
-		_ = snap.Close()
-		return nil, nil, err
-	}
-	return snap, bundle, nil
 }
 
 // printSkipped says which files and folders the render left out because

@@ -4,16 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 
 	"github.com/spf13/cobra"
 
-	"github.com/gitk8s/gitk8s/internal/apiversions"
-	"github.com/gitk8s/gitk8s/internal/apply"
-	"github.com/gitk8s/gitk8s/internal/cluster"
 	"github.com/gitk8s/gitk8s/internal/policy"
 	"github.com/gitk8s/gitk8s/internal/reconcile"
-	"github.com/gitk8s/gitk8s/internal/render"
 )
 
 func newValidateCommand(g *globalOptions, stdout, stderr io.Writer) *cobra.Command {
@@ -41,48 +36,31 @@ be read or a cluster not reached.`,
 			default:
 				return failWith(exitError, fmt.Errorf("-o %s: use text, json or sarif", output))
 			}
-			snap, bundle, err := src.load(cmd.Context(), src.take(args))
+			from := src.take(args)
+			render, err := src.renderSettings()
 			if err != nil {
 				return failWith(exitError, err)
 			}
-			defer snap.Close()
-			printSkipped(stderr, bundle)
-			cfg, err := reconcile.GateConfig(cmd.Context(), pol.settings(), snap, bundle)
-			if err != nil {
-				return failWith(exitError, err)
-			}
-			findings := removedAPIFindings(bundle)
-			online := len(g.contexts) > 0 || g.clustersFile != ""
-			if !online && cfg != nil {
-				findings = append(findings, policy.Evaluate(bundle.Objects, *cfg, nil)...)
-			}
-			if online {
+			req := reconcile.Request{Source: src.opener(from, src.path),
+				Settings: reconcile.Settings{Render: render, Policy: pol.settings()}}
+			if len(g.contexts) > 0 || g.clustersFile != "" {
 				targets, err := g.targets()
 				if err != nil {
-					return failWith(exitError, err)
-				}
-				for _, t := range targets {
-					more, err := servedFindings(t, bundle)
-					if err != nil {
-						return failWith(exitError, err)
-					}
-					findings = append(findings, more...)
-					if cfg != nil {
-						for _, f := range policy.EvaluateIn(&policy.Context{Objects: bundle.Objects, Live: policy.NewLive(cmd.Context(), t), DefaultNamespace: t.Namespace}, *cfg) {
-							if len(targets) > 1 {
-								f.Message = "[" + t.Name + "] " + f.Message
-							}
-							findings = append(findings, f)
-						}
-					}
+					// Reported after the render, as a cluster that does not
+					// answer is.
+					req.Clusters = []reconcile.Cluster{{Unavailable: err}}
+				} else {
+					req.Clusters = reconcile.Clusters(targets)
 				}
 			}
-			sort.SliceStable(findings, func(i, j int) bool {
-				if findings[i].File != findings[j].File {
-					return findings[i].File < findings[j].File
-				}
-				return findings[i].Line < findings[j].Line
-			})
+			v, err := reconcile.Validate(cmd.Context(), req)
+			if v != nil {
+				printSkipped(stderr, v.Bundle)
+			}
+			if err != nil {
+				return failWith(exitError, err)
+			}
+			findings := v.Findings
 			switch output {
 			case "json":
 				enc := json.NewEncoder(stdout)
@@ -90,7 +68,7 @@ be read or a cluster not reached.`,
 				if findings == nil {
 					findings = []policy.Finding{}
 				}
-				if err := enc.Encode(map[string]any{"source": snap.Origin, "revision": snap.Revision, "findings": findings}); err != nil {
+				if err := enc.Encode(map[string]any{"source": v.Origin, "revision": v.Revision, "findings": findings}); err != nil {
 					return failWith(exitError, err)
 				}
 			case "sarif":
@@ -107,7 +85,7 @@ be read or a cluster not reached.`,
 						warnings++
 					}
 				}
-				fmt.Fprintf(stdout, "%d objects: %d errors, %d warnings\n", len(bundle.Objects), errors, warnings)
+				fmt.Fprintf(stdout, "%d objects: %d errors, %d warnings\n", len(v.Bundle.Objects), errors, warnings)
 			}
 			if policy.Blocking(findings) {
 				return failWith(exitFailed, nil)
@@ -119,35 +97,4 @@ be read or a cluster not reached.`,
 	pol.addFlags(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or sarif")
 	return cmd
-}
-
-// removedAPIFindings checks every object against the table of removed versions.
-func removedAPIFindings(bundle *render.Bundle) []policy.Finding {
-	var out []policy.Finding
-	for _, o := range bundle.Objects {
-		if r, ok := apiversions.Lookup(o.Object.GroupVersionKind()); ok {
-			out = append(out, policy.Finding{Rule: "api-removed", Severity: policy.Error, Source: o.Source, File: o.Source.File, Line: o.Source.Line, Object: o.Ref(), Message: r.Message()})
-		}
-	}
-	return out
-}
-
-// servedFindings checks that a cluster serves every kind at its version,
-// with the plan's own check; removed versions are reported already, with
-// their fix, by removedAPIFindings.
-func servedFindings(t *cluster.Target, bundle *render.Bundle) ([]policy.Finding, error) {
-	unserved, err := apply.Unserved(t, bundle.Objects)
-	if err != nil {
-		return nil, err
-	}
-	var out []policy.Finding
-	for _, o := range bundle.Objects {
-		why, ok := unserved[o]
-		if _, removed := apiversions.Lookup(o.Object.GroupVersionKind()); !ok || removed {
-			continue
-		}
-		out = append(out, policy.Finding{Rule: "api-not-served", Severity: policy.Error, Source: o.Source, File: o.Source.File, Line: o.Source.Line, Object: o.Ref(),
-			Message: why.Error()})
-	}
-	return out, nil
 }

@@ -160,6 +160,19 @@ func (m *Masker) MaskObject(u *unstructured.Unstructured) *unstructured.Unstruct
 	return u
 }
 
+// MaskAll replaces, in place, every Secret value of the objects with its
+// mask, as MaskObject does, after learning them all: so a Federated<Kind>
+// is masked even when the FederatedTypeConfig that makes its template a
+// Secret comes after it, and Redact knows every value afterwards.
+func (m *Masker) MaskAll(objects []*unstructured.Unstructured) {
+	for _, u := range objects {
+		m.Learn(u)
+	}
+	for _, u := range objects {
+		m.MaskObject(u)
+	}
+}
+
 // maskSecretFields masks the data and stringData of a Secret, or of a
 // federated Secret's template, in place; a null (an override removing a
 // key) holds nothing and stays. Keys go in order, so that masks are

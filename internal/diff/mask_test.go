@@ -172,3 +172,28 @@ func TestRedactLeavesMasksWhole(t *testing.T) {
 		t.Errorf("Redact: %s", got)
 	}
 }
+
+// MaskAll learns every object before it masks any, so a Federated<Kind>
+// that comes before the FederatedTypeConfig making it a Secret is masked
+// too, and other objects are left as they are.
+func TestMaskAll(t *testing.T) {
+	creds := obj(t, "{apiVersion: types.kubefed.io/v1beta1, kind: FederatedCreds, metadata: {name: c, namespace: shop}, spec: {template: {stringData: {token: mask-all-token-1}}}}")
+	secret := obj(t, fmt.Sprintf("{apiVersion: v1, kind: Secret, metadata: {name: s, namespace: shop}, data: {password: %s}}", b64("mask-all-password-2")))
+	cm := obj(t, "{apiVersion: v1, kind: ConfigMap, metadata: {name: c, namespace: shop}, data: {k: mask-all-visible}}")
+	config := obj(t, "{apiVersion: core.kubefed.io/v1beta1, kind: FederatedTypeConfig, metadata: {name: creds, namespace: kube-federation-system}, spec: {federatedType: {group: types.kubefed.io, version: v1beta1, kind: FederatedCreds}, targetType: {version: v1, kind: Secret}}}")
+	m := NewMasker()
+	m.MaskAll([]*unstructured.Unstructured{creds, secret, cm, config})
+	var out strings.Builder
+	for _, o := range []*unstructured.Unstructured{creds, secret, cm, config} {
+		out.WriteString(YAML(o))
+	}
+	if found := leaks(out.String(), "mask-all-token-1", "mask-all-password-2"); len(found) > 0 {
+		t.Errorf("masked objects hold %v:\n%s", found, out.String())
+	}
+	if !strings.Contains(out.String(), "mask-all-visible") {
+		t.Errorf("the ConfigMap was changed:\n%s", out.String())
+	}
+	if text := m.Redact("mask-all-token-1 mask-all-password-2"); len(leaks(text, "mask-all-token-1", "mask-all-password-2")) > 0 {
+		t.Errorf("Redact after MaskAll: %s", text)
+	}
+}

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -49,4 +50,20 @@ func SyncNameOf(origin, folder string) string {
 		name = strings.TrimRight(name[:63], "-")
 	}
 	return strings.TrimPrefix(name, "gitk8s-")
+}
+
+// SyncNameOfSources names the sync of sources given together, as the CLI
+// takes them (SRC and more files): one source is named as SyncNameOf
+// names it; several are named after the first, without its extension,
+// and how many more there are (deploy.yaml and two more:
+// deploy-and-2-more).
+func SyncNameOfSources(sources []string, folder string) string {
+	if len(sources) == 0 {
+		return SyncNameOf("", folder)
+	}
+	origin := sources[0]
+	if more := len(sources) - 1; more > 0 {
+		origin = fmt.Sprintf("%s-and-%d-more", strings.TrimSuffix(filepath.Base(origin), filepath.Ext(origin)), more)
+	}
+	return SyncNameOf(origin, folder)
 }
