@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"html"
 	"io"
@@ -25,6 +27,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -36,6 +40,7 @@ import (
 	"github.com/gitk8s/gitk8s/internal/apply"
 	"github.com/gitk8s/gitk8s/internal/daemon"
 	"github.com/gitk8s/gitk8s/internal/testenv"
+	"github.com/gitk8s/gitk8s/internal/testenv/chartrepo"
 )
 
 // leakForms are the texts a value may be found as in an output: as it is;
@@ -195,14 +200,16 @@ func writeTemp(t *testing.T, name, content string) string {
 // TestNoSecretValueLeaks plants distinctive values in everything gitk8s
 // reads — Secret data and stringData, a multi-line value, a Secret in a
 // List, a FederatedSecret's template and overrides, kustomize-generated
-// Secrets, live values and the last-applied annotation of a live Secret,
-// values the API server refuses and quotes, Git credentials in every form
-// (user:password in the URL, a token as the URL's user, a password file,
-// $GITK8S_GIT_PASSWORD, a Secret the daemon reads), the webhook token and
-// kubeconfig tokens — then runs every output path, failing ones included:
-// render, validate, diff and apply in each of their formats, status, the
-// daemon's logs, the Events in every cluster, the status API and page,
-// /metrics and the webhook answers. No value may appear in any of them,
+// Secrets (literals, files and env files), live values and the
+// last-applied annotation of a live Secret, values the API server refuses
+// and quotes, Git credentials in every form (user:password in the URL, a
+// token as the URL's user or in its query, a password file,
+// $GITK8S_GIT_PASSWORD, an SSH identity and its passphrase, Secrets the
+// daemon reads), the GitHub and GitLab webhook tokens, an OCI registry's
+// password and kubeconfig tokens — then runs every output path, failing
+// ones included: render, validate, diff, apply and push in each of their
+// formats, status, the daemon's logs, the Events in every cluster, the
+// status API and page, /metrics and the webhook answers. No value may appear in any of them,
 // plain, in base64, URL-encoded or escaped. Environment literals are not
 // planted: gitk8s does not treat them as secret (its diff shows them; the
 // secret-in-env-literal policy warns about them).
@@ -227,6 +234,7 @@ func TestNoSecretValueLeaks(t *testing.T) {
 		"federated over":   "leak-fed-override-" + r,
 		"generated":        "leak-generated-" + r,
 		"generated file":   "leak-generated-file-" + r,
+		"generated env":    "leak-generated-env-" + r,
 		"cluster three":    "leak-three-" + r,
 		"live":             "leak-live-only-" + r,
 		"last-applied":     "leak-last-applied-" + r,
@@ -247,7 +255,42 @@ func TestNoSecretValueLeaks(t *testing.T) {
 		"refused kubeconfig token":    "refused-kube-token-" + r,
 		"wrong webhook token":         "wrong-whsec-" + r,
 		"Git password in environment": "env-p@ss-" + r,
+		"Git token in the query":      "glpat-" + randomHex(t, 10),
+		"SSH key passphrase":          "ssh-pass/" + r,
+		"wrong SSH key passphrase":    "wrong-ssh-pass-" + r,
+		"daemon's SSH key passphrase": "daemon-ssh-pass-" + r,
+		"daemon's query token":        "daemon-glpat-" + r,
+		"GitLab webhook token":        "gitlab-whsec-" + randomHex(t, 12),
+		"wrong GitLab webhook token":  "wrong-gitlab-whsec-" + r,
+		"OCI password":                "oci-p@ss:" + r,
+		"wrong OCI password":          "wrong-oci-p@ss-" + r,
 	}
+	// SSH identities, each encrypted with its passphrase, for a remote
+	// that does not answer (a known_hosts line lets the dial happen).
+	sshIdentity := func(passphrase string) string {
+		t.Helper()
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, err := ssh.MarshalPrivateKeyWithPassphrase(key, "", []byte(passphrase))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(pem.EncodeToMemory(block))
+	}
+	credentials["SSH identity"] = sshIdentity(credentials["SSH key passphrase"])
+	credentials["daemon's SSH identity"] = sshIdentity(credentials["daemon's SSH key passphrase"])
+	hostKey, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshHostKey, err := ssh.NewPublicKey(hostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sshURL = "ssh://git@127.0.0.1:1/x.git"
+	knownHosts := knownhosts.Line([]string{knownhosts.Normalize("127.0.0.1:1")}, sshHostKey) + "\n"
 	// A Secret encrypted with SOPS: the CLI decrypts it with the key file
 	// in its environment, the daemon with the key in a Secret.
 	ageKey, err := age.GenerateX25519Identity()
@@ -357,8 +400,10 @@ secretGenerator:
 - name: generated
   literals: [token=%s]
   files: [config.txt]
+  envs: [secret.env]
 `, ns, repo["generated"]),
 		"kust/config.txt": repo["generated file"],
+		"kust/secret.env": "LEAK_ENV=" + repo["generated env"] + "\n",
 		"three/objects.yaml": fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata: {name: %[1]s}
@@ -440,6 +485,9 @@ stringData: {pin: %[3]s}
 				if path == "deploy" && !strings.Contains(shown, b64(repo["data"])) {
 					t.Errorf("render --show-secrets %v did not print the Secret's value", src)
 				}
+				if path == "kust" && !strings.Contains(shown, b64(repo["generated env"])) {
+					t.Errorf("render --show-secrets %v did not print the value generated from the env file", src)
+				}
 			}
 		}
 	}
@@ -452,11 +500,48 @@ stringData: {pin: %[3]s}
 		t.Errorf("a refused password from the environment is not reported:\n%s", stderr)
 	}
 	os.Unsetenv("GITK8S_GIT_PASSWORD")
-	for _, src := range [][]string{{unreachableURL}, {refusedTokenURL}, {private.URL, "--git-username", "cli-user", "--git-password-file", wrongPasswordFile}} {
+	// An SSH identity with its passphrase in the environment, and a token
+	// in the URL's query, for remotes that do not answer.
+	sshSource := []string{sshURL, "--ssh-key-file", writeTemp(t, "id_ed25519", credentials["SSH identity"]),
+		"--known-hosts-file", writeTemp(t, "known_hosts", knownHosts)}
+	queryTokenURL := "http://127.0.0.1:1/repo.git?private_token=" + credentials["Git token in the query"]
+	t.Setenv("GITK8S_SSH_KEY_PASSPHRASE", credentials["SSH key passphrase"])
+	for _, src := range [][]string{{unreachableURL}, {refusedTokenURL}, {private.URL, "--git-username", "cli-user", "--git-password-file", wrongPasswordFile}, sshSource, {queryTokenURL}} {
 		for _, format := range []string{"yaml", "json"} {
 			leaks.render(bad, append(append([]string{}, src...), "--path", "deploy", "-o", format)...)
 		}
 	}
+	// The identity opens with its passphrase, so the fetch gets as far as
+	// the dial; with a wrong one it stops at the key.
+	if _, stderr := leaks.render(bad, append(append([]string{}, sshSource...), "--path", "deploy")...); !strings.Contains(stderr, "dial tcp 127.0.0.1:1") {
+		t.Errorf("the SSH remote was not dialled:\n%s", stderr)
+	}
+	t.Setenv("GITK8S_SSH_KEY_PASSPHRASE", credentials["wrong SSH key passphrase"])
+	if _, stderr := leaks.render(bad, append(append([]string{}, sshSource...), "--path", "deploy")...); !strings.Contains(stderr, "SSH private key") {
+		t.Errorf("a wrong passphrase is not reported:\n%s", stderr)
+	}
+	t.Setenv("GITK8S_SSH_KEY_PASSPHRASE", credentials["SSH key passphrase"])
+
+	// An OCI registry that wants a password: gitk8s push with it from the
+	// environment, with a wrong one, and to a registry that does not
+	// answer; render and validate read the artifact back.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	registry := chartrepo.NewRegistry(t, "ci-pusher", credentials["OCI password"])
+	artifact := "oci://" + registry.Host + "/leak/app:v1"
+	artifactDir := testenv.WriteFiles(t, map[string]string{"deploy/secret.yaml": files["deploy/secret.yaml"]})
+	t.Setenv("GITK8S_OCI_USERNAME", "ci-pusher")
+	t.Setenv("GITK8S_OCI_PASSWORD", credentials["OCI password"])
+	leaks.cli(ok, "push", artifact, artifactDir, "--source", passwordURL)
+	if stdout, _ := leaks.render(ok, artifact, "--path", "deploy"); !strings.Contains(stdout, "kind: Secret") {
+		t.Errorf("render of the pushed artifact printed no Secret:\n%s", stdout)
+	}
+	leaks.cli([]int{exitOK, exitFailed}, "validate", artifact, "--path", "deploy", "-o", "json")
+	leaks.cli(failed, "push", "oci://127.0.0.1:1/leak/app:v1", artifactDir)
+	t.Setenv("GITK8S_OCI_PASSWORD", credentials["wrong OCI password"])
+	leaks.cli(failed, "push", artifact, artifactDir)
+	leaks.render(bad, artifact, "--path", "deploy")
+	t.Setenv("GITK8S_OCI_USERNAME", "")
+	t.Setenv("GITK8S_OCI_PASSWORD", "")
 
 	// A render that fails, through every command that renders.
 	for _, format := range []string{"yaml", "json"} {
@@ -477,6 +562,8 @@ stringData: {pin: %[3]s}
 			leaks.cli([]int{exitOK, exitFailed}, append([]string{"validate", tokenURL, "--path", path, "-o", format, "--clusters", clusters}, kc...)...)
 		}
 		leaks.cli(bad, "validate", unreachableURL, "--path", "deploy", "-o", format)
+		leaks.cli(bad, append(append([]string{"validate"}, sshSource...), "--path", "deploy", "-o", format)...)
+		leaks.cli(bad, "validate", queryTokenURL, "--path", "deploy", "-o", format)
 		leaks.cli(bad, append([]string{"validate", refusedTokenURL, "--path", "deploy", "-o", format}, kc...)...)
 	}
 
@@ -494,6 +581,8 @@ stringData: {pin: %[3]s}
 		leaks.cli(bad, append([]string{"diff", passwordURL, "--path", "bad", "-o", format, "--sync", syncName + "-bad"}, kc...)...)
 		leaks.cli(bad, "diff", passwordURL, "--path", "deploy", "-o", format, "--kubeconfig", refusedKubeconfig)
 		leaks.cli(bad, append([]string{"diff", unreachableURL, "--path", "deploy", "-o", format}, kc...)...)
+		leaks.cli(bad, append(append(append([]string{"diff"}, sshSource...), "--path", "deploy", "-o", format), kc...)...)
+		leaks.cli(bad, append([]string{"diff", queryTokenURL, "--path", "deploy", "-o", format}, kc...)...)
 	}
 	for _, want := range []string{"~ Secret/" + ns + "/db (configured)", "+ Secret/" + ns + "/listed (created)", "+ Secret/" + ns + "/federated (created)", "<secret #"} {
 		if !strings.Contains(text, want) {
@@ -510,6 +599,8 @@ stringData: {pin: %[3]s}
 		}
 		leaks.cli(ok, append([]string{"apply", passwordURL, "--path", "deploy", "--dry-run", "-o", format}, onBoth...)...)
 		leaks.cli(bad, "apply", passwordURL, "--path", "deploy", "-o", format, "--kubeconfig", refusedKubeconfig)
+		leaks.cli(bad, append(append(append([]string{"apply"}, sshSource...), "--path", "deploy", "-o", format), kc...)...)
+		leaks.cli(bad, append([]string{"apply", queryTokenURL, "--path", "deploy", "-o", format}, kc...)...)
 	}
 	leaks.cli(ok, append([]string{"apply", passwordURL, "--path", "deploy", "--wait", "1m"}, onBoth...)...)
 	leaks.cli(ok, append([]string{"apply", tokenURL, "--path", "kust", "-o", "json", "--sync", syncName + "-kust"}, kc...)...)
@@ -539,6 +630,9 @@ stringData: {pin: %[3]s}
 	homeSecret(syncName+"-git", map[string][]byte{"username": []byte("daemon-user"), "password": []byte(credentials["daemon's Git password"])})
 	homeSecret(syncName+"-age", map[string][]byte{"identity.agekey": []byte(credentials["SOPS age key"])})
 	homeSecret(syncName+"-webhook", map[string][]byte{"token": []byte(credentials["webhook token"])})
+	homeSecret(syncName+"-gitlab-webhook", map[string][]byte{"token": []byte(credentials["GitLab webhook token"])})
+	homeSecret(syncName+"-ssh", map[string][]byte{"identity": []byte(credentials["daemon's SSH identity"]),
+		"passphrase": []byte(credentials["daemon's SSH key passphrase"]), "known_hosts": []byte(knownHosts)})
 	homeSecret(syncName+"-kubeconfig", map[string][]byte{"value": tokenKubeconfig(three, credentials["cluster three's kube token"])})
 	homeSecret(syncName+"-refused-kubeconfig", map[string][]byte{"kubeconfig": tokenKubeconfig(one, credentials["refused kubeconfig token"])})
 	listen := freeAddress(t)
@@ -574,13 +668,22 @@ syncs:
 - name: %[4]s-unreachable
   source: {url: %[7]s, ref: {branch: main}, interval: 1h, timeout: 5s}
   clusters: [one]
+- name: %[4]s-ssh
+  source: {url: %[9]s, ref: {branch: main}, interval: 1h, timeout: 5s, auth: {secretRef: {name: %[4]s-ssh}}}
+  clusters: [one]
+- name: %[4]s-query
+  source: {url: %[10]q, ref: {branch: main}, interval: 1h, timeout: 5s}
+  clusters: [one]
 webhooks:
   listen: %[8]s
-  receivers: [{name: leak, provider: github, secretRef: {name: %[4]s-webhook}}]
-`, one, env.Kubeconfig, two, syncName, daemonGit.URL, ns, unreachableTokenURL, listen))
+  receivers:
+  - {name: leak, provider: github, secretRef: {name: %[4]s-webhook}}
+  - {name: leak-gitlab, provider: gitlab, secretRef: {name: %[4]s-gitlab-webhook}}
+`, one, env.Kubeconfig, two, syncName, daemonGit.URL, ns, unreachableTokenURL, listen,
+		sshURL, "http://127.0.0.1:1/repo.git?private_token="+credentials["daemon's query token"]))
 	t.Cleanup(func() {
 		for _, c := range env.Contexts {
-			for _, suffix := range []string{"", "-kust", "-bad", "-three", "-refused", "-render", "-unreachable"} {
+			for _, suffix := range []string{"", "-kust", "-bad", "-three", "-refused", "-render", "-unreachable", "-ssh", "-query"} {
 				_ = env.Client(t, c).CoreV1().Secrets(apply.DefaultInventoryNamespace).Delete(context.Background(), "gitk8s-"+syncName+suffix, metav1.DeleteOptions{})
 			}
 		}
@@ -645,7 +748,8 @@ webhooks:
 		return out
 	}
 	wantReasons := map[string]string{syncName: daemon.ReasonSucceeded, syncName + "-kust": daemon.ReasonSucceeded, syncName + "-bad": daemon.ReasonPlanFailed,
-		syncName + "-three": daemon.ReasonSucceeded, syncName + "-refused": daemon.ReasonClusterUnavailable, syncName + "-render": daemon.ReasonRenderFailed, syncName + "-unreachable": daemon.ReasonSourceUnavailable}
+		syncName + "-three": daemon.ReasonSucceeded, syncName + "-refused": daemon.ReasonClusterUnavailable, syncName + "-render": daemon.ReasonRenderFailed, syncName + "-unreachable": daemon.ReasonSourceUnavailable,
+		syncName + "-ssh": daemon.ReasonSourceUnavailable, syncName + "-query": daemon.ReasonSourceUnavailable}
 	settled := func(rev string) func() bool {
 		return func() bool {
 			st := statuses()
@@ -704,9 +808,46 @@ webhooks:
 	}
 	testenv.Within(t, "the pushed revision applied", 2*time.Minute, settled(rev))
 
+	// GitLab's receiver compares a plain token: missing and wrong ones are
+	// refused, the right one triggers the syncs of the repository.
+	gitlabPush := []byte(fmt.Sprintf(`{"object_kind":"push","ref":"refs/heads/main","project":{"git_http_url":%q}}`, daemonGit.URL))
+	gitlabHook := func(token string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, base+"/hooks/leak-gitlab", bytes.NewReader(gitlabPush))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Gitlab-Event", "Push Hook")
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("X-Gitlab-Token", token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		leaks.add(fmt.Sprintf("GitLab webhook answer %d", resp.StatusCode), resp.Status+"\n"+fmt.Sprint(resp.Header)+"\n"+string(body))
+		return resp.StatusCode
+	}
+	if code := gitlabHook(""); code != http.StatusUnauthorized {
+		t.Errorf("GitLab push without a token: %d", code)
+	}
+	if code := gitlabHook(credentials["wrong GitLab webhook token"]); code != http.StatusUnauthorized {
+		t.Errorf("GitLab push with another token: %d", code)
+	}
+	if code := gitlabHook(credentials["GitLab webhook token"]); code/100 != 2 {
+		t.Errorf("GitLab push with its token: %d", code)
+	}
+	testenv.Within(t, "the syncs settled after the GitLab push", 2*time.Minute, settled(rev))
+
 	st := statuses()
 	if e := st[syncName+"-bad"].LastError; !strings.Contains(e, "<secret #") {
 		t.Errorf("the refused sync's error shows no mask: %s", e)
+	}
+	if e := st[syncName+"-ssh"].LastError; !strings.Contains(e, "dial tcp 127.0.0.1:1") {
+		t.Errorf("the daemon did not dial the SSH remote with its identity: %s", e)
 	}
 	leaks.cli(failed, "status", "--daemon", base)
 	leaks.cli([]int{exitOK, exitFailed}, "status", "--daemon", base, "-o", "json")
@@ -718,8 +859,10 @@ webhooks:
 	}
 	metrics := get("/metrics")
 	leaks.add("GET /metrics", metrics)
-	if !strings.Contains(metrics, `gitk8s_webhook_requests_total{code="401",receiver="leak"}`) {
-		t.Errorf("metrics lack the refused webhooks:\n%s", metrics)
+	for _, receiver := range []string{"leak", "leak-gitlab"} {
+		if !strings.Contains(metrics, `gitk8s_webhook_requests_total{code="401",receiver="`+receiver+`"}`) {
+			t.Errorf("metrics lack the refused webhooks of %s:\n%s", receiver, metrics)
+		}
 	}
 	leaks.add("GET /readyz", get("/readyz"))
 	leaks.add("GET /healthz", get("/healthz"))
