@@ -67,6 +67,8 @@ func (o *sourceOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&o.jsonnetLibs, "jsonnet-lib", nil, "jsonnet library folder inside the source (repeatable)")
 	cmd.Flags().BoolVar(&o.enableHelm, "enable-helm", false, "let kustomizations inflate their helmCharts (rendered in-process; no helm binary is run)")
 	cmd.Flags().StringVar(&o.helm.ReleaseName, "release-name", "", "Helm release name of a chart (default: the chart's name)")
+	cmd.Flags().BoolVar(&o.helm.SkipCRDs, "skip-crds", false, "leave a chart's crds/ out of the render")
+	cmd.Flags().BoolVar(&o.helm.SkipHooks, "skip-hooks", false, "leave a chart's hooks out of the render")
 	cmd.Flags().StringVar(&o.helm.Namespace, "release-namespace", "", "Helm release namespace of a chart (default: --namespace, then the context's namespace; offline: default)")
 	cmd.Flags().StringArrayVar(&o.helm.ValuesFiles, "values", nil, "Helm values file, relative to the chart's folder and inside the source (repeatable, later wins)")
 	cmd.Flags().StringArrayVar(&o.helm.Set, "set", nil, "Helm value, key=value in helm's --set syntax (repeatable, wins over --values)")

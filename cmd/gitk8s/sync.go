@@ -42,7 +42,7 @@ type syncOptions struct {
 // the daemon's configuration decides them all.
 var settingFlags = []string{"allow-remote-bases", "jsonnet-entry", "tla", "ext-str", "jsonnet-lib", "path",
 	"enable-helm", "release-name", "release-namespace", "values", "set", "kube-version", "api-versions",
-	"render-memory", "render-cpu", "render-timeout", "render-output", "helm-repo", "verify-key", "oci-plain-http",
+	"render-memory", "render-cpu", "render-timeout", "render-output", "helm-repo", "verify-key", "oci-plain-http", "skip-crds", "skip-hooks",
 	"namespace", "inventory", "inventory-namespace", "prune", "allow-destructive-prune", "prune-timeout", "force-conflicts",
 	"concurrency", "policy", "policy-builtin", "policy-dir", "policy-exclude-namespace", "no-policy", "wait",
 	"context", "clusters", "selector", "cluster-timeout"}
