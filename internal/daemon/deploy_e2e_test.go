@@ -59,20 +59,9 @@ func TestDeployedRBACIsEnough(t *testing.T) {
 	}
 	ctx := context.Background()
 	client := env.Client(t, "")
-	tok, err := client.CoreV1().ServiceAccounts("gitk8s-system").CreateToken(ctx, "gitk8s",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := env.Target(t, "").Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData}
-	kc.AuthInfos["gitk8s"] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	kc.Contexts["gitk8s"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "gitk8s"}
-	kc.CurrentContext = "gitk8s"
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "sa.kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+	if err := os.WriteFile(kubeconfig, serviceAccountKubeconfig(t, "gitk8s-system", "gitk8s", ""), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -495,3 +484,26 @@ func TestDeployManifests(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// serviceAccountKubeconfig is a kubeconfig of the test cluster holding
+// only a token of the ServiceAccount namespace/name (context "gitk8s",
+// its namespace defaultNamespace when given).
+func serviceAccountKubeconfig(t *testing.T, namespace, name, defaultNamespace string) []byte {
+	t.Helper()
+	tok, err := env.Client(t, "").CoreV1().ServiceAccounts(namespace).CreateToken(context.Background(), name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := env.Target(t, "").Config
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData}
+	kc.AuthInfos["gitk8s"] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	kc.Contexts["gitk8s"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "gitk8s", Namespace: defaultNamespace}
+	kc.CurrentContext = "gitk8s"
+	data, err := clientcmd.Write(*kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

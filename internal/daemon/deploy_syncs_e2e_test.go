@@ -14,11 +14,8 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/gitk8s/gitk8s/internal/testenv"
 )
@@ -64,20 +61,9 @@ func TestDeployedSyncResources(t *testing.T) {
 		_ = client.CoreV1().Namespaces().Delete(context.Background(), "team-a", metav1.DeleteOptions{})
 	})
 
-	tok, err := client.CoreV1().ServiceAccounts("gitk8s-system").CreateToken(ctx, "gitk8s",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := env.Target(t, "").Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData}
-	kc.AuthInfos["gitk8s"] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	kc.Contexts["gitk8s"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "gitk8s"}
-	kc.CurrentContext = "gitk8s"
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "sa.kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+	if err := os.WriteFile(kubeconfig, serviceAccountKubeconfig(t, "gitk8s-system", "gitk8s", ""), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

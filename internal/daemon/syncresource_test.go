@@ -9,15 +9,12 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gitk8s/gitk8s/internal/testenv"
@@ -433,20 +430,7 @@ func TestSyncWithItsOwnKubeconfig(t *testing.T) {
 	if _, err := client.RbacV1().RoleBindings(team).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := client.CoreV1().ServiceAccounts(team).CreateToken(ctx, "remote", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := env.Target(t, "").Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["team"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData}
-	kc.AuthInfos["team"] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	kc.Contexts["team"] = &clientcmdapi.Context{Cluster: "team", AuthInfo: "team", Namespace: team}
-	kc.CurrentContext = "team"
-	data, err := clientcmd.Write(*kc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := serviceAccountKubeconfig(t, team, "remote", team)
 	putSecret(t, team, "cluster", map[string]string{"value": string(data)})
 
 	srv := testenv.NewGitServer(t)

@@ -239,11 +239,11 @@ func (n *Notifier) send(ctx context.Context, e Event) (retry bool, err error) {
 	return false, nil
 }
 
-// redactURL is a URL without its query and user, which may hold tokens.
+// redactURL names where a request went by scheme and host only: a
+// webhook's path and query can be its secret (a Slack incoming-webhook
+// URL is one).
 func redactURL(u *url.URL) string {
-	c := *u
-	c.User, c.RawQuery = nil, ""
-	return c.String()
+	return u.Scheme + "://" + u.Host
 }
 
 // description is a status's one line, within the hosts' bounds.

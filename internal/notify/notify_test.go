@@ -196,3 +196,14 @@ func TestFullQueueDropsTheOldest(t *testing.T) {
 		t.Errorf("dropped %d, want 3", dropped)
 	}
 }
+
+// TestErrorsDoNotQuoteTheAddress keeps a Slack webhook's path, which is
+// its secret, out of the error a failed delivery logs.
+func TestErrorsDoNotQuoteTheAddress(t *testing.T) {
+	srv := newRecorder(t, 404)
+	n := New(Target{Name: "chat", Provider: Slack, Address: srv.URL + "/services/T000/B000/secret-path-9d1e"}, Options{})
+	_, err := n.send(context.Background(), event)
+	if err == nil || strings.Contains(err.Error(), "secret-path-9d1e") || !strings.Contains(err.Error(), "404") {
+		t.Errorf("error %v", err)
+	}
+}

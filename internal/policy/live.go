@@ -32,6 +32,7 @@ func NewLive(ctx context.Context, t *cluster.Target) *LiveTarget {
 	return &LiveTarget{Target: t, Context: ctx, cache: map[string]any{}}
 }
 
+// list lists a resource in a namespace, or across namespaces ("").
 func (l *LiveTarget) list(resource, namespace string) ([]*unstructured.Unstructured, error) {
 	key := "list/" + resource + "/" + namespace
 	l.mu.Lock()
@@ -43,33 +44,8 @@ func (l *LiveTarget) list(resource, namespace string) ([]*unstructured.Unstructu
 	ctx, cancel := context.WithTimeout(l.Context, 30*time.Second)
 	defer cancel()
 	list, err := l.Target.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}).Namespace(namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, l.failed(fmt.Errorf("list %s: %w", resource, err))
-	}
-	var out []*unstructured.Unstructured
-	for i := range list.Items {
-		out = append(out, &list.Items[i])
-	}
-	l.mu.Lock()
-	l.cache[key] = out
-	l.mu.Unlock()
-	return out, nil
-}
-
-// listAll lists a resource across namespaces; a refusal is remembered, so
-// that the run lists namespace by namespace from then on.
-func (l *LiveTarget) listAll(resource string) ([]*unstructured.Unstructured, error) {
-	key := "list/" + resource + "/"
-	l.mu.Lock()
-	if v, ok := l.cache[key]; ok {
-		l.mu.Unlock()
-		return v.([]*unstructured.Unstructured), nil
-	}
-	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(l.Context, 30*time.Second)
-	defer cancel()
-	list, err := l.Target.Dynamic.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}).List(ctx, metav1.ListOptions{})
-	if apierrors.IsForbidden(err) {
+	if namespace == "" && apierrors.IsForbidden(err) {
+		// Remembered: the run lists namespace by namespace from now on.
 		l.mu.Lock()
 		l.cache["forbidden/"+resource] = true
 		l.mu.Unlock()
@@ -118,7 +94,7 @@ func (l *LiveTarget) inNamespace(resource, namespace string) ([]*unstructured.Un
 	if l.namespaced(resource) {
 		return l.list(resource, namespace)
 	}
-	all, err := l.listAll(resource)
+	all, err := l.list(resource, "")
 	if errors.Is(err, errListForbidden) {
 		return l.list(resource, namespace)
 	}
